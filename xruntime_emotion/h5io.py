@@ -1,0 +1,73 @@
+"""DeepFace's weights file: the legacy (Keras 2) HDF5 weights layout, read and written with h5py.
+
+Layout: root attrs ``layer_names``, ``backend``, ``keras_version``; one group per layer with
+attr ``weight_names`` (``conv2d/kernel:0``, ...) and the arrays beneath it. Weighted layers
+are matched to the architecture by order, not by name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import WeightsError
+
+if TYPE_CHECKING:
+    from .ir import ModelIR
+
+
+def _s(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def read_deepface_h5(path: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(kernel, bias) of every weighted layer, in file order."""
+    import h5py
+
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            root = f["model_weights"] if "model_weights" in f else f  # full-model h5 too
+            if "layer_names" not in root.attrs:
+                raise WeightsError(f"{path}: HDF5 file without 'layer_names': not a Keras weights file")
+            out: list[tuple[np.ndarray, np.ndarray]] = []
+            for lname in (_s(n) for n in root.attrs["layer_names"]):
+                group = root[lname]
+                names = [_s(n) for n in group.attrs.get("weight_names", [])]
+                if not names:
+                    continue
+                if len(names) != 2:
+                    raise WeightsError(f"{path}: layer {lname} has {len(names)} weights, expected kernel and bias")
+                out.append(
+                    (np.asarray(group[names[0]], dtype=np.float32), np.asarray(group[names[1]], dtype=np.float32))
+                )
+            return out
+    except WeightsError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise WeightsError(f"{path}: unreadable HDF5 weights file ({type(exc).__name__}: {exc})") from exc
+
+
+def write_deepface_h5(ir: ModelIR, path: str | Path) -> Path:
+    """Write ``ir``'s weights in DeepFace's legacy layout, so the file drops into DeepFace itself."""
+    import h5py
+
+    from .atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w", track_order=True) as f:
+            f.attrs["layer_names"] = np.array([layer.name.encode() for layer in ir.layers])
+            f.attrs["backend"] = b"tensorflow"
+            f.attrs["keras_version"] = b"2.15.0"
+            for layer in ir.layers:
+                g = f.create_group(layer.name)
+                if not layer.has_weights:
+                    g.attrs["weight_names"] = np.array([], dtype="S1")
+                    continue
+                names = [f"{layer.name}/kernel:0", f"{layer.name}/bias:0"]
+                g.attrs["weight_names"] = np.array([n.encode() for n in names])
+                for n, a in zip(names, ir.weights[layer.name]):
+                    g.create_dataset(n, data=a)
+    return Path(path)

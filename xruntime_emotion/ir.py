@@ -1,0 +1,319 @@
+"""The common intermediate representation: DeepFace's emotion CNN described once.
+
+Every artifact is built from a ``ModelIR``: an ordered tuple of layers with their
+hyper-parameters, the weights as read-only NumPy arrays (Keras layout: conv HWIO,
+dense IO), the input contract, the labels and where the weights came from.
+Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import WeightsError
+
+LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+OWN_FORMAT_VERSION = 1
+
+
+class LayerKind(str, Enum):
+    CONV2D = "conv2d"
+    MAXPOOL2D = "maxpool2d"
+    AVGPOOL2D = "avgpool2d"
+    FLATTEN = "flatten"
+    DENSE = "dense"
+    DROPOUT = "dropout"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer. Convs and pools use valid padding; ``units`` is filters or dense width."""
+
+    name: str
+    kind: LayerKind
+    units: int = 0
+    kernel: tuple[int, int] = (1, 1)
+    strides: tuple[int, int] = (1, 1)
+    activation: str = "linear"
+    rate: float = 0.0
+
+    @property
+    def has_weights(self) -> bool:
+        return self.kind in (LayerKind.CONV2D, LayerKind.DENSE)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["kind"] = self.kind.value
+        d["kernel"] = list(self.kernel)
+        d["strides"] = list(self.strides)
+        return d
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> Layer:
+        return Layer(
+            name=str(d["name"]),
+            kind=LayerKind(d["kind"]),
+            units=int(d.get("units", 0)),
+            kernel=(int(d["kernel"][0]), int(d["kernel"][1])),
+            strides=(int(d["strides"][0]), int(d["strides"][1])),
+            activation=str(d.get("activation", "linear")),
+            rate=float(d.get("rate", 0.0)),
+        )
+
+
+def _conv(name: str, filters: int, k: int) -> Layer:
+    return Layer(name, LayerKind.CONV2D, filters, (k, k), (1, 1), "relu")
+
+
+# deepface/models/demography/Emotion.py, in order; names as Keras 2 gave them.
+DEEPFACE_LAYERS: tuple[Layer, ...] = (
+    _conv("conv2d", 64, 5),
+    Layer("max_pooling2d", LayerKind.MAXPOOL2D, 0, (5, 5), (2, 2)),
+    _conv("conv2d_1", 64, 3),
+    _conv("conv2d_2", 64, 3),
+    Layer("average_pooling2d", LayerKind.AVGPOOL2D, 0, (3, 3), (2, 2)),
+    _conv("conv2d_3", 128, 3),
+    _conv("conv2d_4", 128, 3),
+    Layer("average_pooling2d_1", LayerKind.AVGPOOL2D, 0, (3, 3), (2, 2)),
+    Layer("flatten", LayerKind.FLATTEN),
+    Layer("dense", LayerKind.DENSE, 1024, activation="relu"),
+    Layer("dropout", LayerKind.DROPOUT, rate=0.2),
+    Layer("dense_1", LayerKind.DENSE, 1024, activation="relu"),
+    Layer("dropout_1", LayerKind.DROPOUT, rate=0.2),
+    Layer("dense_2", LayerKind.DENSE, len(LABELS), activation="softmax"),
+)
+
+
+@dataclass(frozen=True)
+class InputContract:
+    """What the network expects: NHWC float32 grayscale, pixels scaled by 1/255 into [0, 1]."""
+
+    height: int = 48
+    width: int = 48
+    channels: int = 1
+    dtype: str = "float32"
+    scale: float = 1.0 / 255.0
+    value_range: tuple[float, float] = (0.0, 1.0)
+    layout: str = "NHWC"
+    color: str = "grayscale"
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, self.channels)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    source: str
+    sha256: str
+    format: str
+
+
+def weight_shapes(layers: tuple[Layer, ...], contract: InputContract) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """Expected (kernel, bias) shapes of every weighted layer, by walking the shapes."""
+    h, w, c = contract.shape
+    flat = 0
+    shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
+    for layer in layers:
+        kh, kw = layer.kernel
+        sh, sw = layer.strides
+        if layer.kind is LayerKind.CONV2D:
+            shapes[layer.name] = ((kh, kw, c, layer.units), (layer.units,))
+            h, w, c = (h - kh) // sh + 1, (w - kw) // sw + 1, layer.units
+        elif layer.kind in (LayerKind.MAXPOOL2D, LayerKind.AVGPOOL2D):
+            h, w = (h - kh) // sh + 1, (w - kw) // sw + 1
+        elif layer.kind is LayerKind.FLATTEN:
+            flat = h * w * c
+        elif layer.kind is LayerKind.DENSE:
+            shapes[layer.name] = ((flat, layer.units), (layer.units,))
+            flat = layer.units
+    return shapes
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a, dtype=np.float32).copy()
+    a.setflags(write=False)
+    return a
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelIR:
+    """The network, its weights, contract, labels and provenance. Immutable."""
+
+    weights: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    provenance: Provenance
+    layers: tuple[Layer, ...] = DEEPFACE_LAYERS
+    labels: tuple[str, ...] = LABELS
+    contract: InputContract = field(default_factory=InputContract)
+
+    def __post_init__(self) -> None:
+        expected = weight_shapes(self.layers, self.contract)
+        if set(self.weights) != set(expected):
+            raise WeightsError(
+                f"weights are for layers {sorted(self.weights)}, the architecture has {sorted(expected)}"
+            )
+        frozen = {}
+        for name, shapes in expected.items():
+            arrays = self.weights[name]
+            got = tuple(tuple(a.shape) for a in arrays)
+            if got != shapes:
+                raise WeightsError(f"layer {name}: weight shapes {got} do not fit the architecture {shapes}")
+            if not all(np.isfinite(a).all() for a in arrays):
+                raise WeightsError(f"layer {name}: weights contain NaN or inf")
+            frozen[name] = (_frozen(arrays[0]), _frozen(arrays[1]))
+        object.__setattr__(self, "weights", frozen)
+
+    # -- identity ---------------------------------------------------------------------------
+    def architecture(self) -> dict[str, Any]:
+        return {
+            "layers": [layer.to_dict() for layer in self.layers],
+            "labels": list(self.labels),
+            "input": {**asdict(self.contract), "value_range": list(self.contract.value_range)},
+            "output": {"name": "probabilities", "activation": "softmax", "shape": [len(self.labels)]},
+        }
+
+    @property
+    def ir_hash(self) -> str:
+        """sha256 of the architecture description (not the weights)."""
+        text = json.dumps(self.architecture(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
+    def weights_sha256(self) -> str:
+        """sha256 of the weight values in layer order: the same for every file format."""
+        h = hashlib.sha256()
+        for layer in self.weighted_layers:
+            for a in self.weights[layer.name]:
+                h.update(a.astype("<f4").tobytes())
+        return h.hexdigest()
+
+    @property
+    def weighted_layers(self) -> tuple[Layer, ...]:
+        return tuple(layer for layer in self.layers if layer.has_weights)
+
+    @property
+    def num_parameters(self) -> int:
+        return int(sum(a.size for pair in self.weights.values() for a in pair))
+
+    # -- constructors -----------------------------------------------------------------------
+    @staticmethod
+    def from_arrays(
+        arrays: list[tuple[np.ndarray, np.ndarray]], provenance: Provenance, layers: tuple[Layer, ...] = DEEPFACE_LAYERS
+    ) -> ModelIR:
+        """Weights given in layer order (kernel, bias) for each weighted layer."""
+        weighted = [layer for layer in layers if layer.has_weights]
+        if len(arrays) != len(weighted):
+            raise WeightsError(f"expected weights for {len(weighted)} layers, got {len(arrays)}")
+        return ModelIR(
+            weights={layer.name: pair for layer, pair in zip(weighted, arrays)}, provenance=provenance, layers=layers
+        )
+
+    @staticmethod
+    def from_keras(model: Any, source: str = "keras-model") -> ModelIR:
+        """From a Keras model built the DeepFace way (duck-typed: no TensorFlow import here)."""
+        arrays = [tuple(layer.get_weights()) for layer in model.layers if layer.get_weights()]
+        ir = ModelIR.from_arrays(arrays, Provenance(source, "", "keras"))  # type: ignore[arg-type]
+        return ir.with_provenance(Provenance(source, ir.weights_sha256, "keras"))
+
+    @staticmethod
+    def from_deepface_h5(path: str | Path) -> ModelIR:
+        from .h5io import read_deepface_h5
+
+        return ModelIR.from_arrays(
+            read_deepface_h5(path), Provenance(str(Path(path).name), sha256_file(path), "deepface-h5")
+        )
+
+    @staticmethod
+    def from_npz(path: str | Path) -> ModelIR:
+        """The project's own format: an npz of float32 arrays plus the architecture as JSON."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["__architecture__"]))
+                layers = tuple(Layer.from_dict(d) for d in meta["layers"])
+                weights = {
+                    layer.name: (z[f"{layer.name}/kernel"], z[f"{layer.name}/bias"])
+                    for layer in layers
+                    if layer.has_weights
+                }
+        except (OSError, ValueError, KeyError, json.JSONDecodeError, EOFError) as exc:
+            raise WeightsError(f"{path}: not a readable xemotion weights file ({type(exc).__name__}: {exc})") from exc
+        if tuple(meta.get("labels", LABELS)) != LABELS:
+            raise WeightsError(f"{path}: labels {meta.get('labels')} differ from {list(LABELS)}")
+        return ModelIR(
+            weights=weights, provenance=Provenance(path.name, sha256_file(path), "xemotion-npz"), layers=layers
+        )
+
+    @staticmethod
+    def load(path: str | Path) -> ModelIR:
+        """Any weights file, by content: DeepFace's legacy h5 or xemotion's npz."""
+        path = Path(path)
+        if not path.is_file():
+            raise WeightsError(f"{path}: no such weights file")
+        with open(path, "rb") as f:
+            magic = f.read(8)
+        if magic.startswith(b"\x89HDF"):
+            return ModelIR.from_deepface_h5(path)
+        if magic.startswith(b"PK"):
+            return ModelIR.from_npz(path)
+        raise WeightsError(f"{path}: not a weights file (expected DeepFace's .h5 or xemotion's .npz)")
+
+    @staticmethod
+    def default() -> ModelIR:
+        """The weights shipped inside the package (trained by xemotion on FER2013)."""
+        from .weights import default_weights_path
+
+        return ModelIR.from_npz(default_weights_path())
+
+    def with_provenance(self, provenance: Provenance) -> ModelIR:
+        return ModelIR(
+            weights=self.weights, provenance=provenance, layers=self.layers, labels=self.labels, contract=self.contract
+        )
+
+    # -- writers ----------------------------------------------------------------------------
+    def save_npz(self, path: str | Path) -> Path:
+        from .atomic import atomic_path
+
+        meta = json.dumps(self.architecture(), sort_keys=True)
+        arrays: dict[str, Any] = {"__architecture__": np.array(meta)}
+        for layer in self.weighted_layers:
+            k, b = self.weights[layer.name]
+            arrays[f"{layer.name}/kernel"] = k
+            arrays[f"{layer.name}/bias"] = b
+        with atomic_path(path) as tmp:
+            # Fixed zip timestamps so the same weights give the same bytes.
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+                for name, arr in arrays.items():
+                    info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    with zf.open(info, "w", force_zip64=True) as f:
+                        np.lib.format.write_array(f, np.asanyarray(arr), allow_pickle=False)
+        return Path(path)
+
+    def save_deepface_h5(self, path: str | Path) -> Path:
+        from .h5io import write_deepface_h5
+
+        return write_deepface_h5(self, path)
+
+    # -- oracle -----------------------------------------------------------------------------
+    def forward(self, x: np.ndarray, *, logits: bool = False) -> np.ndarray:
+        from .reference import forward
+
+        return forward(self, x, logits=logits)

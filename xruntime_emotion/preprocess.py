@@ -1,0 +1,136 @@
+"""Turn images and arrays into the network's input: float32 (N,48,48,1) in [0,1].
+
+Accepted, one face or many:
+- a path to an image file (decoded with Pillow; EXIF rotation applied; 16-bit scaled to 8-bit;
+  RGBA and CMYK converted; alpha dropped);
+- a NumPy array (H,W), (H,W,1), (H,W,3) or (H,W,4), or a batch of them with a leading N axis.
+  Three- and four-channel arrays are **RGB(A)** order (convert OpenCV's BGR first); grey is
+  ITU-R 601 luma, 0.299 R + 0.587 G + 0.114 B, as Pillow's "L".
+- dtypes: uint8 (scaled by 1/255), uint16 (1/65535), float32/float64 already in [0,1].
+Any size is resized to 48x48: area averaging (box filter) when shrinking, bilinear when enlarging.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from .errors import ImageError
+
+SIZE = 48
+# Refuse images above this many pixels (decompression bombs); $XEMOTION_MAX_PIXELS overrides.
+MAX_PIXELS = int(os.environ.get("XEMOTION_MAX_PIXELS", 64_000_000))
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+Face = Union[np.ndarray, str, os.PathLike]  # noqa: UP007 (a runtime alias)
+Faces = Union[Face, Sequence[Face]]  # noqa: UP007
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file to uint8 grey (H,W) or RGB (H,W,3)."""
+    from PIL import Image, ImageOps
+
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise ImageError(f"{path}: {im.width}x{im.height} exceeds the limit of {MAX_PIXELS} pixels")
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                a = np.asarray(im, dtype=np.float64)
+                hi = 65535.0 if a.max() > 255 else 255.0
+                return np.clip(np.rint(a * (255.0 / hi)), 0, 255).astype(np.uint8)
+            if im.mode not in ("L", "RGB"):
+                im = (
+                    im.convert("RGB")
+                    if im.mode in ("RGBA", "LA", "P", "CMYK", "YCbCr", "PA", "RGBX")
+                    else im.convert("L")
+                )
+            a = np.asarray(im)
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"{path}: not a readable image ({exc})") from exc
+    if a.size == 0:
+        raise ImageError(f"{path}: empty image")
+    return a
+
+
+def _to_gray_float(a: np.ndarray) -> np.ndarray:
+    """One image (H,W[,C]) of any accepted dtype -> float32 (H,W) in [0,1]."""
+    if a.ndim == 3:
+        if a.shape[2] == 1:
+            a = a[:, :, 0]
+        elif a.shape[2] in (3, 4):
+            a = a[:, :, :3]
+        else:
+            raise ImageError(f"an image must have 1, 3 or 4 channels, got {a.shape[2]}")
+    elif a.ndim != 2:
+        raise ImageError(f"an image must be (H,W) or (H,W,C), got shape {a.shape}")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise ImageError(f"empty image of shape {a.shape}")
+    if a.dtype == np.uint8:
+        f = a.astype(np.float32) / np.float32(255.0)
+    elif a.dtype == np.uint16:
+        f = a.astype(np.float32) / np.float32(65535.0)
+    elif a.dtype in (np.float32, np.float64, np.float16):
+        f = a.astype(np.float32, copy=False)
+        if not np.isfinite(f).all():
+            raise ImageError("image contains NaN or inf")
+        if f.min() < 0.0 or f.max() > 1.0:
+            raise ImageError(f"float images must lie in [0,1], got [{f.min():.3g}, {f.max():.3g}]; divide uint8 by 255")
+    else:
+        raise ImageError(f"unsupported dtype {a.dtype}; use uint8, uint16 or float in [0,1]")
+    if f.ndim == 3:
+        f = f @ _LUMA
+    return f
+
+
+def _resize(f: np.ndarray) -> np.ndarray:
+    if f.shape == (SIZE, SIZE):
+        return f
+    from PIL import Image
+
+    shrink = f.shape[0] >= SIZE and f.shape[1] >= SIZE
+    im = Image.fromarray(np.ascontiguousarray(f, dtype=np.float32), mode="F")
+    im = im.resize((SIZE, SIZE), Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR)
+    return np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0)
+
+
+def _is_batch(a: np.ndarray) -> bool:
+    return a.ndim == 4 or (a.ndim == 3 and a.shape[2] not in (1, 3, 4))
+
+
+def prepare(faces: Faces) -> np.ndarray:
+    """float32 (N,48,48,1) in [0,1] from one face or many (see the module docstring)."""
+    if isinstance(faces, np.ndarray):
+        if faces.dtype == np.float32 and faces.ndim == 4 and faces.shape[1:] == (SIZE, SIZE, 1):
+            if not np.isfinite(faces).all():
+                raise ImageError("input contains NaN or inf")
+            if faces.size and (faces.min() < 0.0 or faces.max() > 1.0):
+                raise ImageError("float input must lie in [0,1]; divide uint8 by 255")
+            return np.ascontiguousarray(faces)  # fast path: already the contract
+        if faces.dtype == np.uint8 and faces.ndim == 3 and faces.shape[1:] == (SIZE, SIZE):
+            return (faces.astype(np.float32) / np.float32(255.0))[..., None]
+        items: Iterable[Face] = list(faces) if _is_batch(faces) else [faces]
+    elif isinstance(faces, (str, os.PathLike)):
+        items = [faces]
+    elif isinstance(faces, Sequence):
+        items = faces
+    else:
+        raise ImageError(f"cannot read a face from {type(faces).__name__}")
+    out = []
+    for item in items:
+        a = load_image(item) if isinstance(item, (str, os.PathLike)) else np.asarray(item)
+        if a.dtype == object or a.dtype.kind not in "uif" and a.dtype != np.bool_:
+            raise ImageError(f"unsupported array dtype {a.dtype}")
+        out.append(_resize(_to_gray_float(a)))
+    if not out:
+        raise ImageError("no faces given")
+    return np.stack(out)[..., None]

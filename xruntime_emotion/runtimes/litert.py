@@ -1,0 +1,130 @@
+"""TFLite backends: LiteRT (``ai_edge_litert``), ``tflite_runtime`` (what i.MX BSPs ship) and
+``tf.lite`` (deprecated, last resort), with optional external delegates.
+
+Input quantization and output dequantization come from the model's own tensors, never from
+names or constants, so any .tflite with the (N,48,48,1) -> (N,7) contract runs. An interpreter is
+not thread-safe: each thread gets its own (created on first use).
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import MissingDependencyError, ModelFileError
+
+_MODULES: dict[str, tuple[str, str]] = {
+    # runtime -> (module, attribute path of the Interpreter class in it)
+    "litert": ("ai_edge_litert.interpreter", ""),
+    "tflite_runtime": ("tflite_runtime.interpreter", ""),
+    "tensorflow": ("tensorflow", "lite"),
+}
+
+
+def _interpreter_module(runtime: str) -> Any:
+    module, attr = _MODULES[runtime]
+    try:
+        mod = importlib.import_module(module)
+    except (ImportError, AttributeError) as exc:  # tflite_runtime 2.14 fails at import under NumPy 2
+        raise MissingDependencyError(f"{runtime} cannot be imported ({exc})") from exc
+    return getattr(mod, attr) if attr else mod
+
+
+class LiteRTBackend:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        runtime: str = "litert",
+        delegate: str | None = None,
+        num_threads: int | None = None,
+        delegate_options: dict[str, str] | None = None,
+    ) -> None:
+        self.path = path
+        self.runtime = runtime
+        self._mod = _interpreter_module(runtime)
+        self._delegate_path = delegate
+        self._delegate_options = delegate_options or {}
+        self._num_threads = num_threads
+        self._model = path.read_bytes()
+        self._local = threading.local()
+        interp = self._interpreter()  # validates the file in this thread
+        inp, out = interp.get_input_details(), interp.get_output_details()
+        if len(inp) != 1 or len(out) != 1:
+            raise ModelFileError(f"{path}: expected one input and one output, got {len(inp)} and {len(out)}")
+        self.input, self.output = inp[0], out[0]
+        sig = list(self.input.get("shape_signature", self.input["shape"]))
+        if len(sig) != 4 or list(sig[1:]) != [48, 48, 1]:
+            raise ModelFileError(f"{path}: input shape {sig}, expected [N,48,48,1]")
+        if int(np.prod(self.output["shape"][1:])) != 7:
+            raise ModelFileError(f"{path}: output shape {list(self.output['shape'])}, expected [N,7]")
+        self.fixed_batch: int | None = None if sig[0] == -1 else int(sig[0])
+        self.in_dtype = np.dtype(self.input["dtype"])
+        self.in_scale, self.in_zero = self.input["quantization"]
+        self.out_scale, self.out_zero = self.output["quantization"]
+        if self.in_dtype.kind in "iu" and not self.in_scale:
+            raise ModelFileError(f"{path}: integer input without quantization parameters")
+
+    def _interpreter(self) -> Any:
+        interp = getattr(self._local, "interp", None)
+        if interp is not None:
+            return interp
+        delegates = []
+        if self._delegate_path:
+            try:
+                delegates = [self._mod.load_delegate(self._delegate_path, self._delegate_options)]
+            except (ValueError, OSError, RuntimeError) as exc:
+                raise ModelFileError(f"delegate {self._delegate_path} failed to load ({exc})") from exc
+        try:
+            interp = self._mod.Interpreter(
+                model_content=self._model, experimental_delegates=delegates or None, num_threads=self._num_threads
+            )
+            interp.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelFileError(f"{self.path}: not a loadable TFLite model ({str(exc).strip()[:300]})") from exc
+        self._local.interp = interp
+        self._local.batch = int(interp.get_input_details()[0]["shape"][0])
+        return interp
+
+    def native_input(self, x: np.ndarray) -> np.ndarray:
+        """Quantize float [0,1] input with the model's own (scale, zero point)."""
+        if self.in_dtype.kind == "f":
+            return x.astype(self.in_dtype, copy=False)
+        info = np.iinfo(self.in_dtype)
+        q = np.rint(x / np.float32(self.in_scale)) + self.in_zero
+        return np.clip(q, info.min, info.max).astype(self.in_dtype)
+
+    def _dequantize(self, y: np.ndarray) -> np.ndarray:
+        if y.dtype.kind == "f":
+            return y.astype(np.float32, copy=False)
+        return ((y.astype(np.float32) - np.float32(self.out_zero)) * np.float32(self.out_scale)).astype(np.float32)
+
+    def raw(self, native: np.ndarray) -> Any:
+        interp = self._interpreter()
+        if self.fixed_batch is None and self._local.batch != len(native):
+            interp.resize_tensor_input(self.input["index"], native.shape)
+            interp.allocate_tensors()
+            self._local.batch = len(native)
+        interp.set_tensor(self.input["index"], native)
+        interp.invoke()
+        return interp.get_tensor(self.output["index"])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        native = self.native_input(x)
+        step = self.fixed_batch
+        try:
+            if step is None:
+                y = self.raw(native)
+            else:
+                y = np.concatenate([self.raw(native[i : i + step]) for i in range(0, len(native), step)])
+        except (ValueError, RuntimeError) as exc:
+            raise ModelFileError(f"{self.path}: inference failed ({str(exc).strip()[:300]})") from exc
+        return self._dequantize(np.asarray(y)).reshape(len(x), 7)
+
+
+def open_backend(path: Path, **options: Any) -> LiteRTBackend:
+    return LiteRTBackend(path, **options)

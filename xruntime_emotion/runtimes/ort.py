@@ -1,0 +1,76 @@
+"""onnxruntime backend. ``InferenceSession.run`` is thread-safe, so one session serves all threads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelFileError
+
+
+class OrtBackend:
+    runtime = "onnxruntime"
+
+    def __init__(self, path: Path, *, threads: int | None = None, providers: list[str] | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = path
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(path), sess_options=opts, providers=providers or ["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelFileError(f"{path}: onnxruntime cannot load it ({_first_line(exc)})") from exc
+        ins, outs = self.session.get_inputs(), self.session.get_outputs()
+        if len(ins) != 1 or len(outs) < 1:
+            raise ModelFileError(f"{path}: expected one input and one output, got {len(ins)} and {len(outs)}")
+        self.input_name = ins[0].name
+        self.output_names = [outs[0].name]
+        shape = ins[0].shape
+        if len(shape) != 4 or list(shape[1:]) not in ([48, 48, 1],):
+            raise ModelFileError(f"{path}: input {ins[0].name} has shape {shape}, expected [N,48,48,1]")
+        if ins[0].type != "tensor(float)":
+            raise ModelFileError(f"{path}: input type {ins[0].type}, expected float32")
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def native_input(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def raw(self, native: np.ndarray) -> Any:
+        return self.session.run(self.output_names, {self.input_name: native})[0]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        if self.fixed_batch and len(x) != self.fixed_batch:
+            return np.concatenate(
+                [self.predict(x[i : i + self.fixed_batch]) for i in range(0, len(x), self.fixed_batch)]
+            )
+        try:
+            out = self.session.run(self.output_names, {self.input_name: x})[0]
+        except Exception as exc:
+            raise ModelFileError(f"{self.path}: inference failed ({_first_line(exc)})") from exc
+        return _check_output(out, len(x), self.path)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def _check_output(out: Any, n: int, path: Path) -> np.ndarray:
+    out = np.asarray(out, dtype=np.float32).reshape(n, -1) if np.size(out) == n * 7 else None
+    if out is None:
+        raise ModelFileError(f"{path}: output does not have shape (N,7)")
+    return out
+
+
+def open_backend(path: Path, **options: Any) -> OrtBackend:
+    return OrtBackend(path, **options)
