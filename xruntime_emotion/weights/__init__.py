@@ -31,6 +31,8 @@ def default_onnx_path() -> Path:
     p = Path(__file__).with_name(DEFAULT_ONNX)
     if not p.is_file():
         raise WeightsError(
-            "no default model is installed; pass --model PATH (an .onnx or .tflite from xemotion export)"
+            "no default model is installed; pass --model PATH: an .onnx or .tflite from `xemotion export`, or weights "
+            "(xemotion's .npz, or DeepFace's facial_expression_model_weights.h5, a release asset of "
+            "github.com/serengil/deepface)"
         )
     return p
