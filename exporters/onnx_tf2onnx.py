@@ -22,6 +22,10 @@ def model_proto(ctx: ExportContext) -> Any:
         return {"probabilities": model(x, training=False)}
 
     proto, _ = convert.convert.from_function(fn, input_signature=spec, opset=ctx.options.opset)
+    for value in (*proto.graph.input, *proto.graph.output):  # tf2onnx names the batch dim unk__NN
+        dim = value.type.tensor_type.shape.dim[0]
+        if dim.dim_param:
+            dim.dim_param = "N"
     return finish(proto, ctx, PRODUCER)
 
 
