@@ -48,7 +48,7 @@ def default_ir() -> ModelIR:
     return ModelIR.default()
 
 
-def confident_random_ir(seed: int = 0, scale: float = 40.0) -> ModelIR:
+def confident_random_ir(seed: int = 0, scale: float = 5.0) -> ModelIR:
     """Random He-initialised weights with a scaled last layer, so some inputs give p > 0.9.
 
     Random weights give near-uniform softmax outputs that hide layout bugs; scaling the logits

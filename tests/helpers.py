@@ -1,0 +1,71 @@
+"""Small helpers shared by tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from xruntime_emotion.data import FerData, Split, to_input
+from xruntime_emotion.preprocess import load_image
+from xruntime_emotion.synthetic import synthetic_inputs
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `xemotion ARGS` in a fresh process (as a user would)."""
+    return subprocess.run(
+        [sys.executable, "-m", "xruntime_emotion.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=900,
+    )
+
+
+def inputs64(fer: FerData, happy: Path) -> np.ndarray:
+    """64 float inputs: the happy test.jpg, 31 PrivateTest faces and 32 synthetic images."""
+    faces, _ = fer.split(Split.PRIVATE_TEST)
+    happy_px = load_image(happy)
+    return to_input(np.concatenate([happy_px[None], faces[:31], synthetic_inputs()[:32]]))
+
+
+def write_upstream_h5(arrays: list[tuple[np.ndarray, np.ndarray]], path: Path) -> None:
+    """A legacy Keras 2 weights file laid out as DeepFace's release asset, with Keras 2.2-style
+    layer names (conv2d_1, ...) that differ from ours: layers must be matched by order."""
+    import h5py
+
+    names = [
+        "conv2d_1", "max_pooling2d_1", "conv2d_2", "conv2d_3", "average_pooling2d_1", "conv2d_4", "conv2d_5",
+        "average_pooling2d_2", "flatten_1", "dense_1", "dropout_1", "dense_2", "dropout_2", "dense_3",
+    ]  # fmt: skip
+    weighted = iter(arrays)
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = np.array([n.encode() for n in names])
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = b"2.2.4"
+        for n in names:
+            g = f.create_group(n)
+            if n.startswith(("conv2d", "dense")):
+                k, b = next(weighted)
+                wn = [f"{n}/kernel:0", f"{n}/bias:0"]
+                g.attrs["weight_names"] = np.array([w.encode() for w in wn])
+                g.create_dataset(wn[0], data=k)
+                g.create_dataset(wn[1], data=b)
+            else:
+                g.attrs["weight_names"] = np.array([], dtype="S1")
+
+
+def onnx_logits(path: Path, x: np.ndarray) -> np.ndarray:
+    """Run an ONNX model up to the input of its Softmax: the pre-softmax logits."""
+    import onnx
+    import onnxruntime as ort
+
+    proto = onnx.load(str(path))
+    softmax = next(n for n in proto.graph.node if n.op_type == "Softmax")
+    proto.graph.output.append(onnx.helper.make_tensor_value_info(softmax.input[0], onnx.TensorProto.FLOAT, None))
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run([softmax.input[0]], {"input": x})[0]
