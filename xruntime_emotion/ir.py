@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zipfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum
@@ -289,7 +288,7 @@ class ModelIR:
 
     # -- writers ----------------------------------------------------------------------------
     def save_npz(self, path: str | Path) -> Path:
-        from .atomic import atomic_path
+        from .atomic import write_npz
 
         meta = json.dumps(self.architecture(), sort_keys=True)
         arrays: dict[str, Any] = {"__architecture__": np.array(meta)}
@@ -297,15 +296,7 @@ class ModelIR:
             k, b = self.weights[layer.name]
             arrays[f"{layer.name}/kernel"] = k
             arrays[f"{layer.name}/bias"] = b
-        with atomic_path(path) as tmp:
-            # Fixed zip timestamps so the same weights give the same bytes.
-            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-                for name, arr in arrays.items():
-                    info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-                    info.compress_type = zipfile.ZIP_DEFLATED
-                    with zf.open(info, "w", force_zip64=True) as f:
-                        np.lib.format.write_array(f, np.asanyarray(arr), allow_pickle=False)
-        return Path(path)
+        return write_npz(path, arrays)
 
     def save_deepface_h5(self, path: str | Path) -> Path:
         from .h5io import write_deepface_h5
