@@ -46,12 +46,13 @@ class RuntimeSpec:
     extra: str  # pip extra that installs it
     suffixes: tuple[str, ...]
     fixed_options: tuple[tuple[str, str], ...] = ()  # passed to the backend (which interpreter module)
+    install: str = ""  # how to install it, where the pip extra is not the way
 
     def available(self) -> bool:
         return any(_importable(m) for m in self.probe)
 
     def hint(self) -> str:
-        return f"pip install 'xemotion[{self.extra}]'"
+        return self.install or f"pip install 'xemotion[{self.extra}]'"
 
     def open(self, path: str | Path, **options: Any) -> Backend:
         if not self.available():
@@ -75,8 +76,14 @@ RUNTIMES: dict[str, RuntimeSpec] = {
         RuntimeSpec("onnxruntime", "xruntime_emotion.runtimes.ort", ("onnxruntime",), "runtime", (".onnx",)),
         RuntimeSpec("litert", _LITERT, ("ai_edge_litert",), "litert", (".tflite",), (("runtime", "litert"),)),
         RuntimeSpec(
-            "tflite_runtime", _LITERT, ("tflite_runtime",), "litert", (".tflite",), (("runtime", "tflite_runtime"),)
-        ),
+            "tflite_runtime",
+            _LITERT,
+            ("tflite_runtime",),
+            "litert",
+            (".tflite",),
+            (("runtime", "tflite_runtime"),),
+            "on i.MX boards it ships with the BSP; elsewhere pip install tflite-runtime (needs numpy<2)",
+        ),  # fmt: skip
         RuntimeSpec("tensorflow", _LITERT, ("tensorflow",), "export", (".tflite",), (("runtime", "tensorflow"),)),
         RuntimeSpec("keras", "xruntime_emotion.runtimes.keras", ("tensorflow",), "export", (".npz", ".h5")),
         RuntimeSpec("reference", "xruntime_emotion.runtimes.reference", ("numpy",), "runtime", (".npz", ".h5")),
@@ -130,5 +137,19 @@ def pick_runtime(path: str | Path, runtime: str | None = None) -> RuntimeSpec:
     raise MissingDependencyError(f"no runtime for {kind} files is installed; install one with: {first.hint()}")
 
 
-def open_backend(path: str | Path, runtime: str | None = None, **options: Any) -> Backend:
-    return pick_runtime(path, runtime).open(path, **options)
+def open_backend(path: str | Path, runtime: str | None = None, *, probe: bool | None = None, **options: Any) -> Backend:
+    """Open ``path``; ``probe`` (default: for TFLite files) first checks it in a helper process (see safety)."""
+    spec = pick_runtime(path, runtime)
+    if probe or (probe is None and spec.available() and _probed_by_default(path)):
+        from ..safety import probe as run_probe
+
+        data = run_probe(path, spec.name, **options)
+        if ".tflite" in spec.suffixes:
+            options["model_content"] = data  # load the very bytes that were checked
+    return spec.open(path, **options)
+
+
+def _probed_by_default(path: str | Path) -> bool:
+    from ..safety import PROBED_BY_DEFAULT
+
+    return file_kind(path) in PROBED_BY_DEFAULT

@@ -1,0 +1,267 @@
+"""The golden set: inputs, expected outputs and tolerances that `verify` checks every artifact against.
+
+Layout of ``golden/`` (repo root; the package carries a copy of the manifest):
+- ``manifest.json``: schema, weights sha256, IR hash, generator versions, tolerances with reasons,
+  and every case (name, kind, sha256 of its uint8 pixels, FER2013 row where it has one);
+- ``expected.npz``: fp32 expectations (NumPy IR reference, cross-checked with Keras) for all cases,
+  and each int8 artifact's own outputs, recorded when the set is made;
+- ``onnx/test_data_set_0/{input_0,output_0}.pb``: the generated cases in ONNX's backend-test layout.
+Real faces (NXP's test.jpg, FER2013 PrivateTest rows) are referenced by pixel sha256 and read from
+$XEMOTION_DATA at check time; their pixels are never stored here.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._version import __version__
+from .data import FerData, Split, data_root, image_sha256, load_fer2013
+from .errors import ConformanceError, DataError
+from .ir import ModelIR
+from .synthetic import synthetic_cases
+
+SCHEMA = 1
+SYNTHETIC_SEED = 0
+FER_STRIDE = 7  # every 7th PrivateTest row: 513 faces, fixed by index
+HAPPY = "nxp_test_jpg"
+HAPPY_ROW = 32414  # NXP's test.jpg is this PrivateTest row, pixel for pixel
+
+TOLERANCES: dict[str, dict[str, Any]] = {
+    "fp32": {
+        "max_abs": 1e-5,
+        "reason": "float32 kernels differ from the float64 reference only by rounding (~1e-7 seen)",
+    },
+    "int8_vs_fp32": {
+        "min_argmax_agreement": 0.98,
+        "max_abs_dp": 0.1,
+        "happy_argmax": True,
+        "reason": "8-bit quantization moves probabilities; on real faces it must keep the decision and stay close",
+    },
+    "int8_vs_self": {
+        "max_steps": 2,
+        "reason": "the same int8 file on another kernel set (XNNPACK vs reference) may round a few steps apart",
+    },
+    "cross_producer": {
+        "max_abs": 1e-6,
+        "reason": "tf2onnx and the IR emitter describe the same float32 graph",
+    },
+}
+
+
+def golden_dir() -> Path:
+    """golden/ beside the package in a checkout; set $XEMOTION_GOLDEN to use another."""
+    import os
+
+    env = os.environ.get("XEMOTION_GOLDEN")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "golden"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    kind: str  # synthetic | nxp | fer2013
+    sha256: str
+    row: int | None = None
+
+
+@dataclass
+class GoldenSet:
+    manifest: dict[str, Any]
+    expected: dict[str, np.ndarray]
+
+    @property
+    def cases(self) -> list[Case]:
+        return [Case(**c) for c in self.manifest["cases"]]
+
+    def images(self, data: FerData | None = None) -> tuple[list[Case], np.ndarray, list[str]]:
+        """The cases whose pixels are at hand, their uint8 images, and why others were left out."""
+        synth = dict(synthetic_cases(SYNTHETIC_SEED))
+        notes: list[str] = []
+        if data is None:
+            try:
+                data = load_fer2013()
+            except DataError as exc:
+                notes.append(f"real faces skipped: {exc}")
+        picked, imgs = [], []
+        for c in self.cases:
+            img = synth.get(c.name) if c.kind == "synthetic" else (data.images[c.row] if data is not None else None)
+            if img is None:
+                continue
+            if image_sha256(img) != c.sha256:
+                raise ConformanceError(f"golden case {c.name}: pixels do not match their sha256 (wrong data?)")
+            picked.append(c)
+            imgs.append(img)
+        return picked, np.stack(imgs), notes
+
+    def rows(self, key: str, cases: list[Case]) -> np.ndarray:
+        index = {c.name: i for i, c in enumerate(self.cases)}
+        return self.expected[key][[index[c.name] for c in cases]]
+
+
+def load(directory: Path | None = None) -> GoldenSet:
+    d = directory or golden_dir()
+    try:
+        manifest = json.loads((d / "manifest.json").read_text())
+        with np.load(d / "expected.npz", allow_pickle=False) as z:
+            expected = {k: z[k] for k in z.files}
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise ConformanceError(f"no readable golden set in {d} ({exc}); run `xemotion golden regenerate`") from exc
+    if manifest.get("schema") != SCHEMA:
+        raise ConformanceError(f"golden schema {manifest.get('schema')} is not {SCHEMA}; regenerate it")
+    return GoldenSet(manifest, expected)
+
+
+def make_cases(data: FerData) -> tuple[list[Case], np.ndarray]:
+    cases, imgs = [], []
+    for name, img in synthetic_cases(SYNTHETIC_SEED):
+        cases.append(Case(name, "synthetic", image_sha256(img)))
+        imgs.append(img)
+    happy = data.images[HAPPY_ROW]
+    nxp = data_root() / "nxp-deepface-emotion" / "test.jpg"
+    if nxp.is_file():
+        from .preprocess import load_image
+
+        if image_sha256(load_image(nxp)) != image_sha256(happy):
+            raise DataError(f"{nxp} is not FER2013 row {HAPPY_ROW}")
+    cases.append(Case(HAPPY, "nxp", image_sha256(happy), HAPPY_ROW))
+    imgs.append(happy)
+    for row in data.indices(Split.PRIVATE_TEST)[::FER_STRIDE]:
+        cases.append(Case(f"fer2013_{row}", "fer2013", image_sha256(data.images[row]), int(row)))
+        imgs.append(data.images[row])
+    return cases, np.stack(imgs)
+
+
+INT8_FORMATS = ("onnx-int8", "tflite-int8")
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"xemotion": __version__, "python": platform.python_version()}
+    for dist in ("numpy", "onnxruntime", "ai-edge-litert", "tensorflow-cpu", "tensorflow", "keras", "onnx"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def _onnx_tensor_file(path: Path, array: np.ndarray, name: str) -> None:
+    from onnx import numpy_helper
+
+    from .atomic import write_bytes_atomic
+
+    write_bytes_atomic(path, numpy_helper.from_array(np.ascontiguousarray(array), name).SerializeToString())
+
+
+def write_mirror(directory: Path, x: np.ndarray, y: np.ndarray, set_index: int = 0, model: Path | None = None) -> Path:
+    """ONNX backend-test layout: [model.onnx,] test_data_set_N/{input_0,output_0}.pb."""
+    d = directory / f"test_data_set_{set_index}"
+    d.mkdir(parents=True, exist_ok=True)
+    _onnx_tensor_file(d / "input_0.pb", x.astype(np.float32), "input")
+    _onnx_tensor_file(d / "output_0.pb", y.astype(np.float32), "probabilities")
+    if model is not None:
+        from .atomic import write_bytes_atomic
+
+        write_bytes_atomic(directory / "model.onnx", model.read_bytes())
+    return d
+
+
+def regenerate(
+    ir: ModelIR, artifacts: Path, data: FerData, *, directory: Path | None = None, force: bool = False
+) -> dict[str, Any]:
+    """Rewrite the golden set deterministically; refuse other weights unless ``force``."""
+    from .atomic import write_npz, write_text_atomic
+    from .data import to_input
+    from .formats import FORMATS
+    from .runtimes import RUNTIMES
+
+    d = directory or golden_dir()
+    old: GoldenSet | None = None
+    if (d / "manifest.json").is_file():
+        try:
+            old = load(d)
+        except ConformanceError:
+            old = None
+    if old and old.manifest["weights_sha256"] != ir.weights_sha256 and not force:
+        raise ConformanceError(
+            f"the golden set is for weights {old.manifest['weights_sha256'][:12]}…, these are "
+            f"{ir.weights_sha256[:12]}…; pass --force to replace it"
+        )
+    cases, imgs = make_cases(data)
+    x = to_input(imgs)
+    expected: dict[str, np.ndarray] = {"fp32": ir.forward(x)}
+    manifest: dict[str, Any] = {
+        "schema": SCHEMA,
+        "weights_sha256": ir.weights_sha256,
+        "ir_hash": ir.ir_hash,
+        "generator": _versions(),
+        "synthetic_seed": SYNTHETIC_SEED,
+        "fer2013": {"split": "PrivateTest", "every": FER_STRIDE, "arrays_sha256": data.sha256,
+                    "use": "checks only; never used to choose weights"},
+        "tolerances": TOLERANCES,
+        "cases": [asdict_case(c) for c in cases],
+        "int8": {},
+    }  # fmt: skip
+    if RUNTIMES["keras"].available():
+        from exporters.keras_builder import build_model
+        from exporters.train import predict_keras
+
+        diff = float(np.abs(predict_keras(build_model(ir), x) - expected["fp32"]).max())
+        if diff > TOLERANCES["fp32"]["max_abs"]:
+            raise ConformanceError(f"Keras disagrees with the IR reference by {diff:.3g}")
+        manifest["keras_crosscheck_max_abs_diff"] = f"{diff:.1e}"
+    for fmt in INT8_FORMATS:
+        path = artifacts / FORMATS[fmt].filename
+        if not path.is_file():
+            raise ConformanceError(f"{path} is missing: run `xemotion export --all -o {artifacts}` first")
+        from .conformance import output_step
+
+        backend = RUNTIMES[FORMATS[fmt].runtime].open(path)
+        expected[f"int8:{fmt}"] = np.concatenate([backend.predict(x[i : i + 256]) for i in range(0, len(x), 256)])
+        manifest["int8"][fmt] = {
+            "runtime": backend.runtime,
+            "artifact": path.name,
+            "artifact_sha256": _sha(path),
+            "step": output_step(path),
+        }
+    d.mkdir(parents=True, exist_ok=True)
+    write_npz(d / "expected.npz", expected)
+    write_text_atomic(d / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    synth = np.array([c.kind == "synthetic" for c in cases])
+    write_mirror(d / "onnx", x[synth], expected["fp32"][synth])
+    return _summary(old, GoldenSet(manifest, expected))
+
+
+def asdict_case(c: Case) -> dict[str, Any]:
+    return {"name": c.name, "kind": c.kind, "sha256": c.sha256, "row": c.row}
+
+
+def _sha(path: Path) -> str:
+    from .ir import sha256_file
+
+    return sha256_file(path)
+
+
+def _summary(old: GoldenSet | None, new: GoldenSet) -> dict[str, Any]:
+    out: dict[str, Any] = {"cases": len(new.cases), "weights_sha256": new.manifest["weights_sha256"]}
+    if old is None:
+        out["changed"] = "new golden set"
+        return out
+    names_old = {c.name for c in old.cases}
+    common = [c for c in new.cases if c.name in names_old]
+    out["added_cases"] = len(new.cases) - len(common)
+    out["removed_cases"] = len(names_old) - len(common)
+    for key in new.expected:
+        if key in old.expected and common:
+            delta = np.abs(new.rows(key, common) - old.rows(key, common)).max(1)
+            out[key] = {"cases_changed": int((delta > 0).sum()), "max_change": float(delta.max())}
+        else:
+            out[key] = "new"
+    return out
