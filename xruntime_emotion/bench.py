@@ -1,0 +1,178 @@
+"""`xemotion bench`: latency, throughput, cold start and memory of each artifact × runtime,
+through the EmotionClassifier API and through the runtime's bare call on the same file.
+
+Each row runs in its own child process (so peak RSS and cold start belong to that row alone).
+This prints figures; it asserts nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CHILD_FLAG = "--bench-child"
+
+
+@dataclass(frozen=True)
+class Job:
+    model: str
+    runtime: str | None
+    threads: int
+    batches: tuple[int, ...]
+    runs: int
+    keras: bool = False  # the DeepFace-style Keras baseline instead of an artifact
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    a = np.array(samples) * 1e3
+    return {"p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
+            "p99_ms": float(np.percentile(a, 99)), "mean_ms": float(a.mean())}  # fmt: skip
+
+
+def _time(fn: Callable[[], Any], runs: int, warmup: int = 20) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def _throughput(fn: Callable[[], Any], batch: int, seconds: float = 1.0) -> float:
+    fn()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        fn()
+        n += batch
+    return n / (time.perf_counter() - t0)
+
+
+def _faces(n: int) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (n, 48, 48), dtype=np.uint8)
+
+
+def run_child(job: Job) -> dict[str, Any]:
+    """Measure one row in this (fresh) process."""
+    t0 = time.perf_counter()
+    if job.keras:
+        return _keras_row(job, t0)
+    import xruntime_emotion
+    from xruntime_emotion import EmotionClassifier
+
+    t_import = time.perf_counter()
+    options: dict[str, Any] = {}
+    if job.threads:
+        options["num_threads" if job.model.endswith(".tflite") else "threads"] = job.threads
+    clf = EmotionClassifier.from_file(job.model, runtime=job.runtime, **options)
+    t_load = time.perf_counter()
+    one = _faces(1)[0]
+    clf.predict(one)
+    t_first = time.perf_counter()
+    b = clf.backend
+    native1 = b.native_input(clf_input(one))
+    row: dict[str, Any] = {
+        "model": Path(job.model).name,
+        "runtime": b.runtime,
+        "threads": job.threads,
+        "fixed_batch": b.fixed_batch,
+        "cold_start_ms": {"import": 1e3 * (t_import - t0), "load": 1e3 * (t_load - t_import),
+                          "first_inference": 1e3 * (t_first - t_load), "total": 1e3 * (t_first - t0)},
+        "xemotion": xruntime_emotion.__version__,
+    }  # fmt: skip
+    row["batch1_classifier"] = _percentiles(_time(lambda: clf.predict(one), job.runs))
+    row["batch1_raw"] = _percentiles(_time(lambda: b.raw(native1), job.runs))
+    row["batch1_ratio"] = row["batch1_classifier"]["p50_ms"] / row["batch1_raw"]["p50_ms"]
+    row["throughput"] = {}
+    for n in job.batches if b.fixed_batch is None else (1,):
+        faces = _faces(n)
+        native = b.native_input(clf_input(faces))
+        api = _throughput(lambda f=faces: clf.predict(f), n)
+        raw = _throughput(lambda x=native: b.raw(x), n)
+        row["throughput"][str(n)] = {"classifier_per_s": api, "raw_per_s": raw, "ratio": api / raw}
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return row
+
+
+def clf_input(faces: np.ndarray) -> np.ndarray:
+    from .preprocess import prepare
+
+    return prepare(faces)
+
+
+def _keras_row(job: Job, t0: float) -> dict[str, Any]:
+    from exporters.keras_builder import build_model
+
+    from .ir import ModelIR
+
+    ir = ModelIR.load(job.model)
+    model = build_model(ir)
+    t_load = time.perf_counter()
+    x = clf_input(_faces(1)[0])
+    model.predict_on_batch(x)
+    t_first = time.perf_counter()
+    row: dict[str, Any] = {
+        "model": Path(job.model).name,
+        "runtime": "keras",
+        "threads": job.threads,
+        "cold_start_ms": {"load": 1e3 * (t_load - t0), "first_inference": 1e3 * (t_first - t_load)},
+        "batch1_predict_on_batch": _percentiles(_time(lambda: model.predict_on_batch(x), max(50, job.runs // 4))),
+        "batch1_call": _percentiles(_time(lambda: model(x, training=False), max(50, job.runs // 4))),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    return row
+
+
+def spawn(job: Job) -> dict[str, Any]:
+    env = {**os.environ}
+    if job.threads:
+        env["OMP_NUM_THREADS"] = str(job.threads)
+    r = subprocess.run(
+        [sys.executable, "-m", "xruntime_emotion.bench", CHILD_FLAG, json.dumps(job.__dict__)],
+        capture_output=True, text=True, env=env, timeout=900,
+    )  # fmt: skip
+    if r.returncode != 0:
+        return {"model": Path(job.model).name, "runtime": job.runtime or "auto", "error": r.stderr.strip()[-500:]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def cli_cold_start(model: str | None, image: str, repeats: int = 3) -> float:
+    """Median wall time of a whole `xemotion predict` process, in ms."""
+    cmd = [sys.executable, "-m", "xruntime_emotion.cli", "predict", image] + (["--model", model] if model else [])
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, check=True)
+        times.append(time.perf_counter() - t)
+    return 1e3 * float(np.median(times))
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == CHILD_FLAG:
+        d = json.loads(sys.argv[2])
+        d["batches"] = tuple(d["batches"])
+        print(json.dumps(run_child(Job(**d))))
