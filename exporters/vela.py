@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,13 @@ PRODUCER = "vela"
 ALLOWED_CPU_OPS = {"QUANTIZE", "DEQUANTIZE"}
 
 
+def find_vela(exe: str) -> str | None:
+    """``exe`` on PATH, or beside this Python (a venv's bin/ that is not activated)."""
+    return shutil.which(exe) or shutil.which(exe, path=str(Path(sys.executable).parent))
+
+
 def vela_version(exe: str) -> str:
-    path = shutil.which(exe)
+    path = find_vela(exe)
     if path is None:
         raise MissingDependencyError(f"Vela ({exe}) is not installed; install it with: pip install 'xemotion[imx93]'")
     out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60)
@@ -52,7 +58,7 @@ def compile_model(ctx: ExportContext) -> tuple[bytes, dict[str, Any]]:
         dd = Path(d)
         (dd / "emotion_uint8_float32.tflite").write_bytes(src)
         cmd = [
-            shutil.which(o.vela) or o.vela,
+            find_vela(o.vela) or o.vela,
             str(dd / "emotion_uint8_float32.tflite"),
             "--accelerator-config",
             o.accelerator,

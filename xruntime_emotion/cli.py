@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ._version import __version__
@@ -24,7 +25,7 @@ app = typer.Typer(
 )
 golden_app = typer.Typer(help="The golden vectors that `verify` checks against.", no_args_is_help=True)
 app.add_typer(golden_app, name="golden")
-out = Console(soft_wrap=True)
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON to this file.")]
@@ -154,25 +155,73 @@ def export(
 # -------------------------------------------------------------------------------------------- predict
 @app.command()
 def predict(
-    images: Annotated[list[Path], typer.Argument(help="Face crops (any size; grey or RGB).")],
+    images: Annotated[list[Path], typer.Argument(help="Face crops (any size; grey or RGB), or photos with --detect.")],
     model: Annotated[Path | None, typer.Option(help="An .onnx, .tflite, or weights file (default: shipped).")] = None,
     target: Annotated[str | None, typer.Option(help="Pick the backend of a target (cpu, imx8mp, imx93).")] = None,
     artifacts: Annotated[Path, typer.Option(help="Where --target finds its artifacts.")] = Path("artifacts"),
     runtime: Annotated[str | None, typer.Option(help="Force a runtime: onnxruntime, litert, tflite_runtime...")] = None,
     delegate: Annotated[str | None, typer.Option(help="External TFLite delegate (.so).")] = None,
     threads: Annotated[int | None, typer.Option(help="Runtime threads.")] = None,
+    detect: Annotated[
+        bool, typer.Option("--detect", help="Whole photos: find the faces (OpenCV Haar cascade) and classify each.")
+    ] = False,
+    annotate: Annotated[
+        Path | None, typer.Option(help="With --detect and one photo: write it with boxes and labels drawn (PNG).")
+    ] = None,
+    margin: Annotated[float, typer.Option(help="With --detect: context added around each face box, per side.")] = 0.05,
+    min_face: Annotated[int, typer.Option(help="With --detect: the smallest face side searched, in pixels.")] = 30,
     json_path: JsonOpt = None,
 ) -> None:
-    """Classify face crops: the label and the seven probabilities per image."""
+    """Classify face crops (or, with --detect, every face in whole photos): label and seven probabilities."""
+    if annotate is not None and not detect:
+        raise typer.BadParameter("--annotate needs --detect", param_hint="--annotate")
+    if annotate is not None and len(images) != 1:
+        raise typer.BadParameter("--annotate takes exactly one photo", param_hint="--annotate")
+    if not 0.0 <= margin <= 1.0 or min_face < 1:
+        raise typer.BadParameter("--margin must lie in [0, 1] and --min-face be at least 1")
     clf = _classifier(model, target, artifacts, runtime, delegate, threads)
+    if detect:
+        _predict_photos(clf, images, annotate, margin, min_face, json_path)
+        return
     results = []
     for img in images:
         p = clf.classify(img)
-        out.print(f"{img}: Recognized emotion: [bold]{p.label}[/bold] ({p.probability:.4f})")
+        out.print(f"{escape(str(img))}: Recognized emotion: [bold]{p.label}[/bold] ({p.probability:.4f})")
         out.print("  " + "  ".join(f"{k} {v:.4f}" for k, v in p.probabilities.items()))
         results.append(
             {"image": str(img), "label": p.label, "probability": p.probability, "probabilities": p.probabilities}
         )
+    _write_json(json_path, {"model": str(clf.backend.path), "runtime": clf.backend.runtime, "results": results})
+
+
+def _predict_photos(
+    clf: Any, images: list[Path], annotate: Path | None, margin: float, min_face: int, json_path: Path | None
+) -> None:
+    """`predict --detect`: each face's box, label and probabilities; optionally the annotated photo."""
+    from .detect import FaceDetector
+    from .detect import annotate as draw
+    from .preprocess import load_image
+
+    detector = FaceDetector(min_size=min_face)
+    results = []
+    for img in images:
+        photo = load_image(img)
+        faces = clf.analyze(photo, margin=margin, detector=detector)
+        name = escape(str(img))  # a path is not Rich markup
+        if not faces:
+            out.print(f"{name}: no face found")
+        for n, f in enumerate(faces, 1):
+            b = f.box
+            out.print(
+                f"{name}: face {n} at x={b.x} y={b.y} w={b.w} h={b.h}: "
+                f"Recognized emotion: [bold]{f.label}[/bold] ({f.probability:.4f})"
+            )
+            out.print("  " + "  ".join(f"{k} {v:.4f}" for k, v in f.prediction.probabilities.items()))
+        entry: dict[str, Any] = {"image": str(img), "faces": [f.to_json() for f in faces]}
+        if annotate is not None:
+            entry["annotated"] = str(draw(photo, faces, annotate))
+            out.print(f"annotated: {escape(str(annotate))}")
+        results.append(entry)
     _write_json(json_path, {"model": str(clf.backend.path), "runtime": clf.backend.runtime, "results": results})
 
 
@@ -191,7 +240,13 @@ def _classifier(
     if target:
         t = get_target(target)
         model = model or artifacts / FORMATS[t.format].filename
-        delegate = delegate or (t.delegate if t.delegate and Path(t.delegate).exists() else None)
+        if delegate is None and t.delegate:
+            if Path(t.delegate).exists():
+                delegate = t.delegate
+            elif t.format == "vela":
+                raise XEmotionError(f"target {t.name.value} runs on its NPU delegate {t.delegate}, not found here")
+            else:
+                err.print(f"note: {t.delegate} not found; running {escape(model.name)} on the CPU")
     if model is None:
         return EmotionClassifier.default(threads=threads)
     kind = file_kind(model)
@@ -212,7 +267,7 @@ def info(
     from .info import describe
 
     d = describe(model)
-    out.print(f"[bold]{d['file']}[/bold]  {d['kind']}  {d['bytes']} bytes  sha256 {d['sha256']}")
+    out.print(f"[bold]{escape(d['file'])}[/bold]  {d['kind']}  {d['bytes']} bytes  sha256 {d['sha256']}")
     for k in ("inputs", "outputs"):
         for t in d.get(k, []):
             q = f"  quant {t['quantization']}" if t.get("quantization") else ""
@@ -337,28 +392,188 @@ def evaluate(
     )
 
 
+# --------------------------------------------------------------------------------------------- verify
+@app.command()
+def verify(
+    artifacts: Annotated[Path, typer.Option(help="Folder written by `xemotion export`.")] = Path("artifacts"),
+    target: Annotated[str | None, typer.Option(help="Only the pairs of a target (cpu, imx8mp, imx93).")] = None,
+    delegate: Annotated[str | None, typer.Option(help="Also run tflite-int8 on tflite_runtime with it.")] = None,
+    golden: Annotated[Path | None, typer.Option(help="Golden folder (default: the repository's golden/).")] = None,
+    json_path: JsonOpt = None,
+) -> None:
+    """Check every (format, runtime) pair against the golden vectors; non-zero exit on any failure."""
+    from .conformance import verify as run_verify
+    from .errors import ConformanceError
+
+    report = run_verify(artifacts, target=target, delegate=delegate, golden_directory=golden)
+    table = Table(
+        "pair",
+        "status",
+        "max |Δp| vs fp32",
+        "argmax agree",
+        "int8 steps vs recorded",
+        "note",
+        title=f"golden: {report['golden']['cases']} cases, weights {report['golden']['weights_sha256'][:12]}…",
+    )
+    marks = {
+        "passed": "[green]✓ passed[/green]",
+        "failed": "[red]✗ failed[/red]",
+        "skipped": "[yellow]– skipped[/yellow]",
+    }
+    for r in report["results"]:
+        c = r["checks"]
+        table.add_row(
+            r["pair"], marks[r["status"]],
+            f"{c['max_abs_diff']:.2e}" if "max_abs_diff" in c else "",
+            f"{c['argmax_agreement']:.4f}" if "argmax_agreement" in c else "",
+            f"{c['max_steps_vs_recorded']:.2f}" if "max_steps_vs_recorded" in c else "",
+            r["reason"],
+        )  # fmt: skip
+    out.print(table)
+    for note in report["golden"]["notes"]:
+        err.print(f"[yellow]note:[/yellow] {escape(note)}")
+    _write_json(json_path, report)
+    if not report["passed"]:
+        raise ConformanceError(f"verify failed: {', '.join(report['failed']) or 'no pair could run'}")
+
+
+@golden_app.command("regenerate")
+def golden_regenerate(
+    artifacts: Annotated[Path, typer.Option(help="Folder from `xemotion export --all` (int8 expectations).")] = Path(
+        "artifacts"
+    ),
+    weights: WeightsOpt = None,
+    data: Annotated[Path | None, typer.Option(help="FER2013 (default: $XEMOTION_DATA).")] = None,
+    golden: Annotated[Path | None, typer.Option(help="Golden folder (default: the repository's golden/).")] = None,
+    force: Annotated[bool, typer.Option(help="Replace a golden set made for other weights.")] = False,
+) -> None:
+    """Rewrite the golden set deterministically and print what changed."""
+    from .data import load_fer2013
+    from .golden import regenerate
+
+    summary = regenerate(_load_ir(weights), artifacts, load_fer2013(data), directory=golden, force=force)
+    out.print_json(json.dumps(summary))
+
+
+@golden_app.command("mirror")
+def golden_mirror(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for model.onnx + test_data_set_N.")],
+    model: Annotated[Path | None, typer.Option(help="The .onnx to ship with it (default: shipped).")] = None,
+    data: Annotated[Path | None, typer.Option(help="FER2013, to add the real-face cases as set 1.")] = None,
+) -> None:
+    """Write the golden set in ONNX's backend-test layout, for onnx_test_runner on a board."""
+    from . import golden as G
+    from .data import load_fer2013, to_input
+    from .weights import default_onnx_path
+
+    gs = G.load()
+    fer = load_fer2013(data) if data else None
+    cases, imgs, notes = gs.images(fer)
+    synth = [c.kind == "synthetic" for c in cases]
+    x, y = to_input(imgs), gs.rows("fp32", cases)
+    import numpy as np
+
+    s = np.array(synth)
+    G.write_mirror(output, x[s], y[s], 0, model or default_onnx_path())
+    if (~s).any():
+        G.write_mirror(output, x[~s], y[~s], 1)
+    out.print(
+        f"wrote {output}: model.onnx, test_data_set_0 ({int(s.sum())} generated cases)"
+        + (f", test_data_set_1 ({int((~s).sum())} real faces)" if (~s).any() else "")
+    )
+    for note in notes:
+        err.print(f"[yellow]note:[/yellow] {escape(note)}")
+
+
+# ---------------------------------------------------------------------------------------------- bench
+@app.command()
+def bench(
+    model: Annotated[
+        list[Path] | None, typer.Option("--model", "-m", help="Artifacts to measure (repeatable).")
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="Measure the artifact of a target (cpu, imx8mp, imx93).")] = None,
+    artifacts: Annotated[Path, typer.Option(help="Folder from `xemotion export --all` (default rows).")] = Path(
+        "artifacts"
+    ),
+    batch: Annotated[str, typer.Option(help="Batch sizes for throughput, comma-separated.")] = "1,8,64",
+    threads: Annotated[str, typer.Option(help="Runtime thread counts, comma-separated.")] = "1,2",
+    runs: Annotated[int, typer.Option(help="Timed batch-1 runs per row (after warm-up).")] = 300,
+    keras: Annotated[bool, typer.Option(help="Add the DeepFace-style Keras baseline (needs TensorFlow).")] = True,
+    json_path: JsonOpt = None,
+) -> None:
+    """Latency p50/p90/p99, throughput, cold start and peak RSS: classifier API vs the raw runtime call."""
+    from .bench import Job, cli_cold_start, machine, spawn
+    from .formats import ALL_FORMATS, FORMATS, get_target
+    from .runtimes import RUNTIMES
+    from .weights import default_onnx_path, default_weights_path
+
+    if runs < 200:
+        raise XEmotionError("--runs must be at least 200")
+    batches = tuple(int(b) for b in batch.split(","))
+    thread_counts = [int(t) for t in threads.split(",")]
+    if model:
+        paths = list(model)
+    elif target:
+        paths = [artifacts / FORMATS[get_target(target).format].filename]
+    else:
+        paths = [default_onnx_path()] + [
+            artifacts / FORMATS[f].filename
+            for f in ALL_FORMATS
+            if f not in ("onnx", "vela") and (artifacts / FORMATS[f].filename).is_file()
+        ]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise XEmotionError(f"no such artifact: {missing[0]} (make them with `xemotion export --all -o {artifacts}`)")
+    jobs = [Job(str(p), None, t, batches, runs) for p in paths for t in thread_counts]
+    if keras and RUNTIMES["keras"].available():
+        jobs += [Job(str(default_weights_path()), "keras", t, (1,), runs, keras=True) for t in thread_counts]
+    rows = []
+    table = Table("model", "runtime", "thr", "cold start ms", "b1 API p50/p90/p99 ms", "b1 raw p50 ms", "API/raw",
+                  "b64 API/s", "b64 raw/s", "RSS MB")  # fmt: skip
+    for job in jobs:
+        row = spawn(job)
+        rows.append(row)
+        if "error" in row:
+            table.add_row(row["model"], row["runtime"], str(job.threads), f"[red]{row['error'][-80:]}[/red]")
+            continue
+        if job.keras:
+            k = row["batch1_predict_on_batch"]
+            load = f"{row['cold_start_ms']['load']:.0f}"
+            table.add_row(row["model"], "keras predict_on_batch", str(job.threads), load,
+                          f"{k['p50_ms']:.3f}/{k['p90_ms']:.3f}/{k['p99_ms']:.3f}", "", "", "", "",
+                          f"{row['peak_rss_mb']:.0f}")  # fmt: skip
+            continue
+        c, r = row["batch1_classifier"], row["batch1_raw"]
+        big = row["throughput"].get(str(max(batches)), row["throughput"].get("1", {}))
+        table.add_row(row["model"], row["runtime"], str(job.threads), f"{row['cold_start_ms']['total']:.0f}",
+                      f"{c['p50_ms']:.3f}/{c['p90_ms']:.3f}/{c['p99_ms']:.3f}", f"{r['p50_ms']:.3f}",
+                      f"{row['batch1_ratio']:.3f}", f"{big.get('classifier_per_s', 0):.0f}",
+                      f"{big.get('raw_per_s', 0):.0f}", f"{row['peak_rss_mb']:.0f}")  # fmt: skip
+    out.print(table)
+    result: dict[str, Any] = {"machine": machine(), "runs": runs, "batches": list(batches), "rows": rows}
+    import tempfile
+
+    import numpy as np
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as d:
+        img = Path(d) / "face.png"
+        Image.fromarray(np.full((48, 48), 128, np.uint8)).save(img)
+        result["cli_predict_cold_start_ms"] = cli_cold_start(None, str(img))
+    out.print(
+        f"CLI cold start (`xemotion predict face.png`, shipped ONNX): {result['cli_predict_cold_start_ms']:.0f} ms"
+    )
+    _write_json(json_path, result)
+
+
 def main() -> None:
     """Entry point: domain errors become one line and an exit code, never a traceback."""
     try:
-        app(standalone_mode=False)
+        app()  # standalone: usage errors print their own message and exit 2
     except XEmotionError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        # escape: install hints like xemotion[detect] are not Rich markup
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.BadParameter as exc:  # pragma: no cover
-        err.print(f"error: {exc}")
-        sys.exit(2)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":

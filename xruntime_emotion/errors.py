@@ -17,6 +17,14 @@ class ModelFileError(XEmotionError):
     """A model artifact (ONNX, TFLite) is missing, malformed or has the wrong contract."""
 
 
+class UnsafeModelError(ModelFileError):
+    """A model file crashed or hung the probe process (``xruntime_emotion.safety``); it was not loaded."""
+
+    def __init__(self, message: str, signal: int | None = None) -> None:
+        super().__init__(message)
+        self.signal = signal  # the signal that ended the probe process, if one did
+
+
 class ImageError(XEmotionError):
     """An input image or array cannot be turned into a face crop."""
 

@@ -116,8 +116,8 @@ def prepare(faces: Faces) -> np.ndarray:
             if faces.size and (faces.min() < 0.0 or faces.max() > 1.0):
                 raise ImageError("float input must lie in [0,1]; divide uint8 by 255")
             return np.ascontiguousarray(faces)  # fast path: already the contract
-        if faces.dtype == np.uint8 and faces.ndim == 3 and faces.shape[1:] == (SIZE, SIZE):
-            return (faces.astype(np.float32) / np.float32(255.0))[..., None]
+        if faces.dtype == np.uint8 and faces.shape[-2:] == (SIZE, SIZE) and faces.ndim in (2, 3):
+            return (faces.astype(np.float32) / np.float32(255.0)).reshape(-1, SIZE, SIZE, 1)  # grey crops
         items: Iterable[Face] = list(faces) if _is_batch(faces) else [faces]
     elif isinstance(faces, (str, os.PathLike)):
         items = [faces]

@@ -73,7 +73,9 @@ _LITERT = "xruntime_emotion.runtimes.litert"
 RUNTIMES: dict[str, RuntimeSpec] = {
     r.name: r
     for r in (
-        RuntimeSpec("onnxruntime", "xruntime_emotion.runtimes.ort", ("onnxruntime",), "runtime", (".onnx",)),
+        RuntimeSpec(
+            "onnxruntime", "xruntime_emotion.runtimes.ort", ("onnxruntime",), "", (".onnx",), (), "pip install xemotion"
+        ),
         RuntimeSpec("litert", _LITERT, ("ai_edge_litert",), "litert", (".tflite",), (("runtime", "litert"),)),
         RuntimeSpec(
             "tflite_runtime",
@@ -86,7 +88,15 @@ RUNTIMES: dict[str, RuntimeSpec] = {
         ),  # fmt: skip
         RuntimeSpec("tensorflow", _LITERT, ("tensorflow",), "export", (".tflite",), (("runtime", "tensorflow"),)),
         RuntimeSpec("keras", "xruntime_emotion.runtimes.keras", ("tensorflow",), "export", (".npz", ".h5")),
-        RuntimeSpec("reference", "xruntime_emotion.runtimes.reference", ("numpy",), "runtime", (".npz", ".h5")),
+        RuntimeSpec(
+            "reference",
+            "xruntime_emotion.runtimes.reference",
+            ("numpy",),
+            "",
+            (".npz", ".h5"),
+            (),
+            "pip install xemotion",
+        ),
     )
 }
 

@@ -43,6 +43,7 @@ class LiteRTBackend:
         delegate: str | None = None,
         num_threads: int | None = None,
         delegate_options: dict[str, str] | None = None,
+        model_content: bytes | None = None,
     ) -> None:
         self.path = path
         self.runtime = runtime
@@ -50,10 +51,13 @@ class LiteRTBackend:
         self._delegate_path = delegate
         self._delegate_options = delegate_options or {}
         self._num_threads = num_threads
-        self._model = path.read_bytes()
+        self._model = model_content if model_content is not None else _read(path)
         self._local = threading.local()
         interp = self._interpreter()  # validates the file in this thread
-        inp, out = interp.get_input_details(), interp.get_output_details()
+        try:
+            inp, out = interp.get_input_details(), interp.get_output_details()
+        except (ValueError, RuntimeError) as exc:  # e.g. a tensor name that is not UTF-8
+            raise ModelFileError(f"{path}: unreadable input or output tensors ({str(exc).strip()[:300]})") from exc
         if len(inp) != 1 or len(out) != 1:
             raise ModelFileError(f"{path}: expected one input and one output, got {len(inp)} and {len(out)}")
         self.input, self.output = inp[0], out[0]
@@ -63,9 +67,13 @@ class LiteRTBackend:
         if int(np.prod(self.output["shape"][1:])) != 7:
             raise ModelFileError(f"{path}: output shape {list(self.output['shape'])}, expected [N,7]")
         self.fixed_batch: int | None = None if sig[0] == -1 else int(sig[0])
+        if self.fixed_batch is not None and self.fixed_batch < 1:
+            raise ModelFileError(f"{path}: input batch dimension {self.fixed_batch}, expected -1 or a positive size")
         self.in_dtype = np.dtype(self.input["dtype"])
         self.in_scale, self.in_zero = self.input["quantization"]
         self.out_scale, self.out_zero = self.output["quantization"]
+        if self.in_dtype.kind not in "fiu":
+            raise ModelFileError(f"{path}: input type {self.in_dtype}, expected float or integer")
         if self.in_dtype.kind in "iu" and not self.in_scale:
             raise ModelFileError(f"{path}: integer input without quantization parameters")
 
@@ -84,10 +92,11 @@ class LiteRTBackend:
                 model_content=self._model, experimental_delegates=delegates or None, num_threads=self._num_threads
             )
             interp.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
+            batch = int(interp.get_input_details()[0]["shape"][0])
+        except (ValueError, RuntimeError, IndexError) as exc:
             raise ModelFileError(f"{self.path}: not a loadable TFLite model ({str(exc).strip()[:300]})") from exc
         self._local.interp = interp
-        self._local.batch = int(interp.get_input_details()[0]["shape"][0])
+        self._local.batch = batch
         return interp
 
     def native_input(self, x: np.ndarray) -> np.ndarray:
@@ -123,7 +132,17 @@ class LiteRTBackend:
                 y = np.concatenate([self.raw(native[i : i + step]) for i in range(0, len(native), step)])
         except (ValueError, RuntimeError) as exc:
             raise ModelFileError(f"{self.path}: inference failed ({str(exc).strip()[:300]})") from exc
-        return self._dequantize(np.asarray(y)).reshape(len(x), 7)
+        y = self._dequantize(np.asarray(y))
+        if y.size != len(x) * 7:
+            raise ModelFileError(f"{self.path}: {y.size} output values for {len(x)} faces, expected {len(x) * 7}")
+        return y.reshape(len(x), 7)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read it ({exc.strerror})") from None
 
 
 def open_backend(path: Path, **options: Any) -> LiteRTBackend:

@@ -29,6 +29,13 @@ class OrtBackend:
             )
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelFileError(f"{path}: onnxruntime cannot load it ({_first_line(exc)})") from exc
+        try:
+            self._check_contract(path)
+            self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        except (ValueError, RuntimeError) as exc:  # e.g. names or metadata that are not UTF-8
+            raise ModelFileError(f"{path}: unreadable inputs, outputs or metadata ({_first_line(exc)})") from exc
+
+    def _check_contract(self, path: Path) -> None:
         ins, outs = self.session.get_inputs(), self.session.get_outputs()
         if len(ins) != 1 or len(outs) < 1:
             raise ModelFileError(f"{path}: expected one input and one output, got {len(ins)} and {len(outs)}")
@@ -40,7 +47,8 @@ class OrtBackend:
         if ins[0].type != "tensor(float)":
             raise ModelFileError(f"{path}: input type {ins[0].type}, expected float32")
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        if self.fixed_batch is not None and self.fixed_batch < 1:
+            raise ModelFileError(f"{path}: input batch dimension {self.fixed_batch}, expected N or a positive size")
 
     def native_input(self, x: np.ndarray) -> np.ndarray:
         return x

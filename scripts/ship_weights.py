@@ -1,0 +1,62 @@
+"""Install trained weights as the package default.
+
+    python scripts/ship_weights.py TRAINED_DIR [--data FER2013]
+
+Copies TRAINED_DIR/emotion_weights.npz and its manifest.json into xruntime_emotion/weights/,
+exports emotion_float32.onnx from them (tf2onnx, validated), scores that ONNX on every split with
+onnxruntime, and records its sha256 and figures in the shipped manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from exporters.context import ExportContext, ExportOptions
+from exporters.pipeline import export
+from xruntime_emotion.data import Split, load_fer2013, to_input
+from xruntime_emotion.ir import ModelIR, sha256_file
+from xruntime_emotion.runtimes import open_backend
+from xruntime_emotion.weights import DEFAULT_ONNX, DEFAULT_WEIGHTS, MANIFEST
+
+DEST = Path(__file__).resolve().parents[1] / "xruntime_emotion" / "weights"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("trained", type=Path)
+    ap.add_argument("--data", type=Path, default=None)
+    args = ap.parse_args()
+    manifest = json.loads((args.trained / "manifest.json").read_text())
+    ir = ModelIR.from_npz(args.trained / DEFAULT_WEIGHTS)
+    if ir.weights_sha256 != manifest["weights"]["weights_sha256"]:
+        raise SystemExit("weights do not match their manifest")
+    shutil.copyfile(args.trained / DEFAULT_WEIGHTS, DEST / DEFAULT_WEIGHTS)
+    export(ExportContext(ir, ExportOptions(onnx_via="tf2onnx")), ["onnx"], DEST)
+    (DEST / "export_manifest.json").unlink()
+    data = load_fer2013(args.data)
+    backend = open_backend(DEST / DEFAULT_ONNX, "onnxruntime")
+    scores = {}
+    for s in Split:
+        x, y = data.split(s)
+        pred = np.concatenate([backend.predict(to_input(x[i : i + 256])) for i in range(0, len(x), 256)]).argmax(1)
+        scores[s.value] = {"rows": len(y), "correct": int((pred == y).sum()), "accuracy": float((pred == y).mean())}
+    manifest["shipped"] = {
+        "weights": DEFAULT_WEIGHTS,
+        "weights_file_sha256": sha256_file(DEST / DEFAULT_WEIGHTS),
+        "onnx": DEFAULT_ONNX,
+        "onnx_sha256": sha256_file(DEST / DEFAULT_ONNX),
+        "onnx_producer": "tf2onnx",
+        "onnx_accuracy": {"runtime": "onnxruntime", "batch_size": 256, **scores},
+    }
+    (DEST / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    print(json.dumps(manifest["accuracy"], indent=1))
+    print(json.dumps(manifest["shipped"], indent=1))
+
+
+if __name__ == "__main__":
+    main()

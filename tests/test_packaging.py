@@ -1,0 +1,127 @@
+"""Release packaging: the built wheel carries the model, installs into a fresh TensorFlow-free venv, and predicts.
+
+The sdist, wheel and venv come from docker/install.sh: the same steps as the Dockerfile's runtime stage.
+pip fetches the pinned runtime dependencies (onnxruntime, numpy, ...), so this takes a minute or so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import zipfile
+from email.parser import Parser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from xruntime_emotion import LABELS, EmotionClassifier, __version__
+from xruntime_emotion.data import FerData
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "docker" / "install.sh"
+GOLDEN_MANIFEST = ROOT / "golden" / "manifest.json"
+FACE_ROW = 32414  # a PrivateTest row: NXP's test.jpg, a happy face
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without the dev venv, so nothing leaks into the fresh one."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+    venv_bin = str(Path(sys.prefix) / "bin")
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p != venv_bin)
+    return env
+
+
+def run(*args: str | Path, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd,
+        env={**clean_env(), "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert r.returncode == 0, f"{args}: exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    run("bash", SCRIPT, "wheel", out, cwd=out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def wheel(dist: Path) -> Path:
+    wheels = list(dist.glob("xemotion-*.whl"))
+    assert len(wheels) == 1, wheels
+    return wheels[0]
+
+
+@pytest.fixture(scope="module")
+def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    where = tmp_path_factory.mktemp("venv")
+    run("bash", SCRIPT, "runtime", where / "v", wheel, cwd=where)
+    return where / "v"
+
+
+def test_wheel_carries_the_model_and_no_tensorflow_dependency(dist: Path, wheel: Path) -> None:
+    assert wheel.name == f"xemotion-{__version__}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        assert "xruntime_emotion/weights/__init__.py" in names
+        for f in ("emotion_weights.npz", "emotion_float32.onnx"):  # the shipped files, byte for byte
+            assert z.read(f"xruntime_emotion/weights/{f}") == (ROOT / "xruntime_emotion" / "weights" / f).read_bytes()
+        assert "xruntime_emotion/py.typed" in names and "exporters/pipeline.py" in names
+        if (ROOT / "xruntime_emotion" / "weights" / "manifest.json").is_file():
+            assert "xruntime_emotion/weights/manifest.json" in names
+        if GOLDEN_MANIFEST.is_file():  # golden/ is optional until the golden set is committed
+            assert z.read("xruntime_emotion/golden_manifest.json") == GOLDEN_MANIFEST.read_bytes()
+        meta = Parser().parsestr(z.read(f"xemotion-{__version__}.dist-info/METADATA").decode())
+    assert meta["Version"] == __version__
+    base = [r for r in meta.get_all("Requires-Dist") or [] if "extra ==" not in r]
+    assert base and not any(r.lower().startswith(("tensorflow", "keras", "tf2onnx")) for r in base), base
+    assert "detect" in (meta.get_all("Provides-Extra") or [])
+    sdists = list(dist.glob("xemotion-*.tar.gz"))
+    assert len(sdists) == 1
+    with tarfile.open(sdists[0]) as t:
+        assert f"xemotion-{__version__}/xruntime_emotion/weights/emotion_float32.onnx" in t.getnames()
+
+
+def test_fresh_venv_has_no_tensorflow(venv: Path, tmp_path: Path) -> None:
+    code = (
+        "import importlib.util, json, sys, xruntime_emotion;"
+        "print(json.dumps([importlib.util.find_spec('tensorflow') is None, xruntime_emotion.__file__, sys.prefix]))"
+    )
+    no_tf, module, prefix = json.loads(run(venv / "bin" / "python", "-c", code, cwd=tmp_path).stdout)
+    assert no_tf
+    assert Path(module).resolve().is_relative_to(venv.resolve()) and Path(prefix).resolve() == venv.resolve()
+
+
+def test_installed_cli(venv: Path, fer: FerData, tmp_path: Path) -> None:
+    xemotion = venv / "bin" / "xemotion"
+    assert "predict" in run(xemotion, "--help", cwd=tmp_path).stdout
+    assert run(xemotion, "--version", cwd=tmp_path).stdout.strip() == f"xemotion {__version__}"
+
+    face = tmp_path / "face.png"
+    Image.fromarray(fer.images[FACE_ROW]).save(face)
+    r = run(xemotion, "predict", face, "--json", tmp_path / "p.json", cwd=tmp_path)
+    assert f"{face}: Recognized emotion:" in r.stdout
+    result = json.loads((tmp_path / "p.json").read_text())
+    assert result["runtime"] == "onnxruntime" and Path(result["model"]).is_relative_to(venv)
+    got = result["results"][0]
+    assert got["label"] in LABELS
+    # The installed package gives what the checkout gives.
+    expected = EmotionClassifier.default().predict(fer.images[FACE_ROW])[0]
+    np.testing.assert_allclose([got["probabilities"][k] for k in LABELS], expected, atol=1e-5)
+
+
+def test_install_script_check(venv: Path, tmp_path: Path) -> None:
+    """What the runtime image runs at build time (predict, and --detect's install hint without OpenCV)."""
+    r = run("bash", SCRIPT, "check", "runtime", venv, cwd=tmp_path)
+    assert "install.sh check runtime: ok" in r.stdout

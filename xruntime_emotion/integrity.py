@@ -1,0 +1,83 @@
+"""Files checked against the sha256 that their manifest records.
+
+Two kinds of manifest live beside the files they describe:
+- ``export_manifest.json`` (``xemotion export``): ``artifacts.<format>.file`` and ``.sha256``, the names
+  being the formats ("onnx", "onnx-int8", "tflite-fp32", "tflite-int8", "vela", "onnx-ir");
+- ``manifest.json`` (``xemotion train``, and the shipped weights): "weights" (``weights.npz`` /
+  ``npz_sha256``), "deepface-h5" (``weights.deepface_h5`` / ``h5_sha256``) and, once shipped, "onnx"
+  (``shipped.onnx`` / ``onnx_sha256``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import IntegrityError, ModelFileError
+from .ir import ModelIR, sha256_file
+
+EXPORT_MANIFEST = "export_manifest.json"
+TRAIN_MANIFEST = "manifest.json"
+
+
+def verify_sha256(path: str | Path, expected: str, source: str = "its manifest") -> Path:
+    """``path`` if its sha256 is ``expected``; otherwise IntegrityError naming both hashes."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such file (listed in {source})")
+    actual = sha256_file(path)
+    if actual != expected.lower():
+        raise IntegrityError(f"{path}: sha256 is {actual}, but {source} records {expected}")
+    return path
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IntegrityError(f"{path}: not a readable manifest ({exc})") from None
+    if not isinstance(data, dict):
+        raise IntegrityError(f"{path}: not a manifest (expected a JSON object)")
+    return data
+
+
+def entries(folder: str | Path) -> dict[str, tuple[str, str, Path]]:
+    """Every file the manifests in ``folder`` record: name -> (file name, sha256, manifest)."""
+    folder = Path(folder)
+    out: dict[str, tuple[str, str, Path]] = {}
+    train = folder / TRAIN_MANIFEST
+    if train.is_file():
+        m = _read(train)
+        w, shipped = m.get("weights") or {}, m.get("shipped") or {}
+        for name, section, file_key, sha_key in (
+            ("weights", w, "npz", "npz_sha256"),
+            ("deepface-h5", w, "deepface_h5", "h5_sha256"),
+            ("onnx", shipped, "onnx", "onnx_sha256"),
+        ):
+            if isinstance(section, dict) and section.get(file_key) and section.get(sha_key):
+                out[name] = (str(section[file_key]), str(section[sha_key]), train)
+    export = folder / EXPORT_MANIFEST
+    if export.is_file():
+        artifacts = _read(export).get("artifacts") or {}
+        for name, entry in artifacts.items() if isinstance(artifacts, dict) else ():
+            if isinstance(entry, dict) and entry.get("file") and entry.get("sha256"):
+                out[name] = (str(entry["file"]), str(entry["sha256"]), export)
+    return out
+
+
+def verified_path(folder: str | Path, name: str) -> Path:
+    """The file recorded as ``name`` in ``folder``'s manifests, after checking its sha256."""
+    folder = Path(folder)
+    found = entries(folder)
+    if name not in found:
+        if not found:
+            raise IntegrityError(f"{folder}: no {EXPORT_MANIFEST} or {TRAIN_MANIFEST} recording any file")
+        raise IntegrityError(f"{folder}: the manifests record no {name!r}; they record {', '.join(sorted(found))}")
+    file, sha, manifest = found[name]
+    return verify_sha256(folder / Path(file).name, sha, str(manifest))  # never outside the folder
+
+
+def load_weights(folder: str | Path, name: str = "weights") -> ModelIR:
+    """The weights recorded in ``folder``'s manifest.json, checked against its sha256."""
+    return ModelIR.load(verified_path(folder, name))
