@@ -13,8 +13,10 @@ opens a mutant with ``EmotionClassifier.from_file`` (default: TFLite probed in a
 ``xruntime_emotion.safety``) and classifies a batch of 2 faces and then 1. Outcomes per mutant:
 - ran: loaded and classified;
 - refused: an XEmotionError (of these, "probe caught" counts files that killed the probe process);
-- crashed: the worker (the host process) died by a signal; hung: no answer within --timeout;
+- crashed: the worker (the host process) died; hung: no answer within --timeout;
 - unexpected: any other exception, by type.
+Workers run under an 8 GiB address-space cap, so that a mutant asking for absurd memory cannot take
+the machine down: with ``--probe never`` such a file shows up as a refusal, not as an OOM kill.
 """
 
 from __future__ import annotations
@@ -94,10 +96,10 @@ def mutant(original: bytes, fmt: str, seed: int, i: int) -> bytes:
 # ---------------------------------------------------------------------------------------------- worker
 def _worker(probe: str) -> None:
     """Read mutant paths on stdin, answer one JSON line each (the supervisor survives our death)."""
+    import resource
+
     from xruntime_emotion import EmotionClassifier
     from xruntime_emotion.errors import UnsafeModelError, XEmotionError
-
-    import resource
 
     cap = MEMORY_GIB << 30  # so that no mutant can exhaust the machine: past it, allocations fail
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
@@ -109,7 +111,7 @@ def _worker(probe: str) -> None:
         path = line.strip()
         answer: dict[str, Any] = {"outcome": "ran"}
         try:
-            threads = {"num_threads": 1} if path.endswith(".tflite") else {"threads": 1}
+            threads: dict[str, Any] = {"num_threads": 1} if path.endswith(".tflite") else {"threads": 1}
             clf = EmotionClassifier.from_file(path, probe=flag, **threads)
             clf.predict(faces)
             clf.predict(faces[1])

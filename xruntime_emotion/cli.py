@@ -239,7 +239,11 @@ def _classifier(
 
     if target:
         t = get_target(target)
-        model = model or artifacts / FORMATS[t.format].filename
+        if model is None:  # through the export manifest when there is one: sha256 checked
+            from .integrity import entries, verified_path
+
+            recorded = t.format in entries(artifacts)
+            model = verified_path(artifacts, t.format) if recorded else artifacts / FORMATS[t.format].filename
         if delegate is None and t.delegate:
             if Path(t.delegate).exists():
                 delegate = t.delegate

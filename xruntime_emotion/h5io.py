@@ -46,7 +46,7 @@ def read_deepface_h5(path: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
             return out
     except WeightsError:
         raise
-    except (OSError, KeyError, ValueError, TypeError) as exc:
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError) as exc:  # h5py raises RuntimeError on damage
         raise WeightsError(f"{path}: unreadable HDF5 weights file ({type(exc).__name__}: {exc})") from exc
 
 
@@ -56,7 +56,7 @@ def write_deepface_h5(ir: ModelIR, path: str | Path) -> Path:
 
     from .atomic import atomic_path
 
-    with atomic_path(path) as tmp:
+    with atomic_path(path, named=True) as tmp:  # HDF5 needs a real path
         with h5py.File(tmp, "w", track_order=True) as f:
             f.attrs["layer_names"] = np.array([layer.name.encode() for layer in ir.layers])
             f.attrs["backend"] = b"tensorflow"

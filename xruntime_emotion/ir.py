@@ -252,7 +252,9 @@ class ModelIR:
                     for layer in layers
                     if layer.has_weights
                 }
-        except (OSError, ValueError, KeyError, json.JSONDecodeError, EOFError) as exc:
+            if any(a.dtype.kind != "f" for pair in weights.values() for a in pair):
+                raise ValueError("weights must be floating point")
+        except Exception as exc:  # a damaged zip raises BadZipFile, zlib.error, NotImplementedError, ...
             raise WeightsError(f"{path}: not a readable xemotion weights file ({type(exc).__name__}: {exc})") from exc
         if tuple(meta.get("labels", LABELS)) != LABELS:
             raise WeightsError(f"{path}: labels {meta.get('labels')} differ from {list(LABELS)}")

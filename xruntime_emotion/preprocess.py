@@ -1,18 +1,22 @@
 """Turn images and arrays into the network's input: float32 (N,48,48,1) in [0,1].
 
 Accepted, one face or many:
-- a path to an image file (decoded with Pillow; EXIF rotation applied; 16-bit scaled to 8-bit;
-  RGBA and CMYK converted; alpha dropped);
+- a path to an image file (decoded with Pillow; EXIF rotation applied, an unreadable EXIF block
+  ignored; 16-bit grey divided by 257 into 8-bit, whatever its range; RGBA, palette and CMYK
+  converted to RGB, CMYK naively (no ICC profile); alpha dropped, not composited). Files over
+  ``MAX_PIXELS`` pixels (64 million; $XEMOTION_MAX_PIXELS) are refused before they are decoded;
 - a NumPy array (H,W), (H,W,1), (H,W,3) or (H,W,4), or a batch of them with a leading N axis.
   Three- and four-channel arrays are **RGB(A)** order (convert OpenCV's BGR first); grey is
   ITU-R 601 luma, 0.299 R + 0.587 G + 0.114 B, as Pillow's "L".
-- dtypes: uint8 (scaled by 1/255), uint16 (1/65535), float32/float64 already in [0,1].
+- dtypes: uint8 (scaled by 1/255), uint16 (1/65535), float16/32/64 already in [0,1]; NaN, inf,
+  values outside [0,1], other dtypes (int64, bool, ...), other ranks and empty input: ImageError.
 Any size is resized to 48x48: area averaging (box filter) when shrinking, bilinear when enlarging.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Union
@@ -36,27 +40,34 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
     path = Path(path)
     try:
-        with Image.open(path) as im:
-            if im.width * im.height > MAX_PIXELS:
-                raise ImageError(f"{path}: {im.width}x{im.height} exceeds the limit of {MAX_PIXELS} pixels")
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                a = np.asarray(im, dtype=np.float64)
-                hi = 65535.0 if a.max() > 255 else 255.0
-                return np.clip(np.rint(a * (255.0 / hi)), 0, 255).astype(np.uint8)
-            if im.mode not in ("L", "RGB"):
-                im = (
-                    im.convert("RGB")
-                    if im.mode in ("RGBA", "LA", "P", "CMYK", "YCbCr", "PA", "RGBX")
-                    else im.convert("L")
-                )
-            a = np.asarray(im)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS is the limit here
+            with Image.open(path) as opened:
+                if opened.width * opened.height > MAX_PIXELS:
+                    raise ImageError(f"{path}: {opened.width}x{opened.height} exceeds the limit of {MAX_PIXELS} pixels")
+                opened.load()
+                im: Image.Image = opened
+                try:
+                    im = ImageOps.exif_transpose(opened)
+                except Exception:  # a damaged EXIF block: keep the pixels as stored
+                    pass
+                if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):  # 16-bit grey ("I" from some decoders)
+                    a = np.clip(np.asarray(im, dtype=np.float64), 0, 65535)
+                    return np.rint(a / 257.0).astype(np.uint8)
+                if im.mode not in ("L", "RGB"):
+                    rgb = im.mode in ("RGBA", "LA", "P", "PA", "CMYK", "YCbCr", "RGBX", "RGBa", "La", "LAB", "HSV")
+                    im = im.convert("RGB") if rgb else im.convert("L")
+                a = np.asarray(im)
     except ImageError:
         raise
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"{path}: not a readable image ({exc})") from exc
+    except Image.DecompressionBombError as exc:  # past Pillow's own limit, before ours could look
+        raise ImageError(f"{path}: exceeds the limit of {MAX_PIXELS} pixels ({exc})") from None
+    except MemoryError:
+        raise ImageError(f"{path}: too large to decode") from None
+    except Exception as exc:  # Pillow's decoders raise many types on damaged files
+        raise ImageError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from exc
     if a.size == 0:
         raise ImageError(f"{path}: empty image")
     return a
@@ -80,11 +91,11 @@ def _to_gray_float(a: np.ndarray) -> np.ndarray:
     elif a.dtype == np.uint16:
         f = a.astype(np.float32) / np.float32(65535.0)
     elif a.dtype in (np.float32, np.float64, np.float16):
-        f = a.astype(np.float32, copy=False)
-        if not np.isfinite(f).all():
+        if not np.isfinite(a).all():
             raise ImageError("image contains NaN or inf")
-        if f.min() < 0.0 or f.max() > 1.0:
-            raise ImageError(f"float images must lie in [0,1], got [{f.min():.3g}, {f.max():.3g}]; divide uint8 by 255")
+        if a.min() < 0.0 or a.max() > 1.0:
+            raise ImageError(f"float images must lie in [0,1], got [{a.min():.3g}, {a.max():.3g}]; divide uint8 by 255")
+        f = a.astype(np.float32, copy=False)
     else:
         raise ImageError(f"unsupported dtype {a.dtype}; use uint8, uint16 or float in [0,1]")
     if f.ndim == 3:
@@ -110,10 +121,12 @@ def _is_batch(a: np.ndarray) -> bool:
 def prepare(faces: Faces) -> np.ndarray:
     """float32 (N,48,48,1) in [0,1] from one face or many (see the module docstring)."""
     if isinstance(faces, np.ndarray):
+        if faces.size == 0:
+            raise ImageError(f"no faces given (an empty array of shape {faces.shape})")
         if faces.dtype == np.float32 and faces.ndim == 4 and faces.shape[1:] == (SIZE, SIZE, 1):
             if not np.isfinite(faces).all():
                 raise ImageError("input contains NaN or inf")
-            if faces.size and (faces.min() < 0.0 or faces.max() > 1.0):
+            if faces.min() < 0.0 or faces.max() > 1.0:
                 raise ImageError("float input must lie in [0,1]; divide uint8 by 255")
             return np.ascontiguousarray(faces)  # fast path: already the contract
         if faces.dtype == np.uint8 and faces.shape[-2:] == (SIZE, SIZE) and faces.ndim in (2, 3):
@@ -121,13 +134,18 @@ def prepare(faces: Faces) -> np.ndarray:
         items: Iterable[Face] = list(faces) if _is_batch(faces) else [faces]
     elif isinstance(faces, (str, os.PathLike)):
         items = [faces]
+    elif isinstance(faces, (bytes, bytearray)):
+        raise ImageError("bytes are not a face: pass a path or a decoded array")
     elif isinstance(faces, Sequence):
         items = faces
     else:
         raise ImageError(f"cannot read a face from {type(faces).__name__}")
     out = []
     for item in items:
-        a = load_image(item) if isinstance(item, (str, os.PathLike)) else np.asarray(item)
+        try:
+            a = load_image(item) if isinstance(item, (str, os.PathLike)) else np.asarray(item)
+        except (ValueError, TypeError) as exc:  # ragged nesting, objects NumPy cannot hold
+            raise ImageError(f"cannot read a face from {type(item).__name__} ({exc})") from None
         if a.dtype == object or a.dtype.kind not in "uif" and a.dtype != np.bool_:
             raise ImageError(f"unsupported array dtype {a.dtype}")
         out.append(_resize(_to_gray_float(a)))

@@ -5,10 +5,15 @@ verifier checks offsets, not tensor indices or buffer sizes, so even a verified 
 process down. No exception handler helps; only another process does. So, by default, a ``.tflite``
 file is **probed** before it is loaded in-process: a helper process opens the same bytes with the same
 runtime and options (delegate included) and classifies a batch of 1 face and then of 3, exactly as
-the host will. If the helper dies by a signal, runs past ``PROBE_TIMEOUT_S`` or needs more than 4 GiB
-of address space, the file is refused with ``UnsafeModelError`` (a ``ModelFileError``); if it raises,
-the host gets the same error class and message. A file that passed is remembered by (sha256, runtime,
+the host will. If the helper dies by a signal or runs past ``PROBE_TIMEOUT_S``, the file is refused
+with ``UnsafeModelError`` (a ``ModelFileError``); if it raises, the host gets the same error class and
+message. The helper runs under a 4 GiB address-space cap, so a file that declares absurd tensors fails
+there instead of exhausting the machine. A file that passed is remembered by (sha256, runtime,
 options) for the life of the process, and the host then loads the very bytes that were checked.
+
+Measured with ``scripts/fuzz_models.py`` on LiteRT 2.3 (x86-64): thousands of random and structure-
+targeted mutants raised clean errors; the one that took a process down declared a ~13 GB tensor and
+was OOM-killed. Older ``tflite_runtime`` builds and NPU delegates on boards are less hardened.
 
 The helper: on POSIX, one small fork server per host process (``python -m xruntime_emotion._probe
 --serve``, started on the first probe, exits when the host does) forks one checker per file, which
@@ -123,7 +128,11 @@ def _ask_server(request: dict[str, Any]) -> dict[str, Any]:
     why = ""
     for _ in range(2):  # a server that died (killed from outside) is restarted once
         if _server is None or _server.owner != os.getpid() or _server.proc.poll() is not None:
-            _server = _Server()  # after a fork the parent's server stays the parent's
+            try:
+                _server = _Server()  # after a fork the parent's server stays the parent's
+            except OSError as exc:  # no usable sys.executable (an embedded or frozen Python)
+                why = str(exc)
+                break
         answer = _server.ask(request, request["timeout"])
         if answer is not None:
             return answer
