@@ -83,7 +83,7 @@ print(json.dumps({"import": 1e3 * (t1 - t0), "load": 1e3 * (t2 - t1), "first_inf
 def _options(job: Job) -> dict[str, Any]:
     if not job.threads:
         return {}
-    return {"num_threads" if job.model.endswith(".tflite") else "threads": job.threads}
+    return {"threads": job.threads}
 
 
 def cold_start(job: Job) -> dict[str, Any]:

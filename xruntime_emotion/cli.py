@@ -256,9 +256,7 @@ def _classifier(
     kind = file_kind(model)
     if kind == ".tflite":
         return EmotionClassifier.from_tflite(model, delegate, threads, runtime=runtime)
-    return EmotionClassifier.from_file(
-        model, runtime=runtime, **({"threads": threads} if threads and kind == ".onnx" else {})
-    )
+    return EmotionClassifier.from_file(model, runtime=runtime, threads=threads)
 
 
 # ----------------------------------------------------------------------------------------------- info

@@ -47,6 +47,7 @@ class RuntimeSpec:
     suffixes: tuple[str, ...]
     fixed_options: tuple[tuple[str, str], ...] = ()  # passed to the backend (which interpreter module)
     install: str = ""  # how to install it, where the pip extra is not the way
+    threads_option: str = "num_threads"  # the backend's name for a thread count ("" = none)
 
     def available(self) -> bool:
         return any(_importable(m) for m in self.probe)
@@ -74,7 +75,14 @@ RUNTIMES: dict[str, RuntimeSpec] = {
     r.name: r
     for r in (
         RuntimeSpec(
-            "onnxruntime", "xruntime_emotion.runtimes.ort", ("onnxruntime",), "", (".onnx",), (), "pip install xemotion"
+            "onnxruntime",
+            "xruntime_emotion.runtimes.ort",
+            ("onnxruntime",),
+            "",
+            (".onnx",),
+            (),
+            "pip install xemotion",
+            "threads",
         ),
         RuntimeSpec("litert", _LITERT, ("ai_edge_litert",), "litert", (".tflite",), (("runtime", "litert"),)),
         RuntimeSpec(
@@ -87,7 +95,9 @@ RUNTIMES: dict[str, RuntimeSpec] = {
             "on i.MX boards it ships with the BSP; elsewhere pip install tflite-runtime (needs numpy<2)",
         ),  # fmt: skip
         RuntimeSpec("tensorflow", _LITERT, ("tensorflow",), "export", (".tflite",), (("runtime", "tensorflow"),)),
-        RuntimeSpec("keras", "xruntime_emotion.runtimes.keras", ("tensorflow",), "export", (".npz", ".h5")),
+        RuntimeSpec(
+            "keras", "xruntime_emotion.runtimes.keras", ("tensorflow",), "export", (".npz", ".h5"), threads_option=""
+        ),
         RuntimeSpec(
             "reference",
             "xruntime_emotion.runtimes.reference",
@@ -96,6 +106,7 @@ RUNTIMES: dict[str, RuntimeSpec] = {
             (".npz", ".h5"),
             (),
             "pip install xemotion",
+            "",
         ),
     )
 }
@@ -150,6 +161,9 @@ def pick_runtime(path: str | Path, runtime: str | None = None) -> RuntimeSpec:
 def open_backend(path: str | Path, runtime: str | None = None, *, probe: bool | None = None, **options: Any) -> Backend:
     """Open ``path``; ``probe`` (default: for TFLite files) first checks it in a helper process (see safety)."""
     spec = pick_runtime(path, runtime)
+    threads = options.pop("threads", None)  # one name for every runtime
+    if threads and spec.threads_option:
+        options[spec.threads_option] = threads
     if probe or (probe is None and spec.available() and _probed_by_default(path)):
         from ..safety import probe as run_probe
 
