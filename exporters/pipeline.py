@@ -18,8 +18,8 @@ import numpy as np
 from xruntime_emotion import __version__
 from xruntime_emotion.atomic import atomic_path, write_text_atomic
 from xruntime_emotion.data import to_input
-from xruntime_emotion.errors import ExportError, MissingDependencyError
-from xruntime_emotion.formats import FORMATS, Format, Precision
+from xruntime_emotion.errors import ExportError, XEmotionError
+from xruntime_emotion.formats import FORMATS, IR_ONNX_FILENAME, Format, Precision
 from xruntime_emotion.ir import ModelIR, sha256_file
 from xruntime_emotion.runtimes import RUNTIMES
 from xruntime_emotion.synthetic import synthetic_inputs
@@ -125,7 +125,7 @@ def validate(ctx: ExportContext, fmt: Format, path: Path) -> dict[str, Any]:
 
 def filename(fmt: Format, ctx: ExportContext) -> str:
     if fmt.name == "onnx" and ctx.options.onnx_via == "ir":
-        return "emotion_float32_ir.onnx"
+        return IR_ONNX_FILENAME
     return fmt.filename
 
 
@@ -149,9 +149,7 @@ def export(
         fmt = FORMATS[name]
         try:
             made = PRODUCERS[name](ctx)
-        except MissingDependencyError:
-            raise
-        except ExportError:
+        except XEmotionError:
             raise
         except Exception as exc:  # converter internals raise anything
             raise ExportError(f"{name}: export failed ({type(exc).__name__}: {str(exc).strip()[:300]})") from exc
@@ -172,7 +170,8 @@ def export(
         }
         if fmt.calibrated:
             entry["calibration"] = ctx.require_calibration(name).describe()
-        manifest["artifacts"][name if name != "onnx" or target.name == fmt.filename else "onnx-ir"] = entry
+        key = "onnx-ir" if target.name == IR_ONNX_FILENAME else name
+        manifest["artifacts"][key] = entry
         write_text_atomic(output / MANIFEST, json.dumps(manifest, indent=1) + "\n")
         if on_done:
             on_done(name, entry)

@@ -16,7 +16,7 @@ import numpy as np
 from . import golden as G
 from .data import FerData, to_input
 from .errors import ConformanceError, MissingDependencyError, ModelFileError
-from .formats import FORMATS, Precision, get_target
+from .formats import FORMATS, IR_ONNX_FILENAME, Precision, get_target
 from .ir import LABELS, sha256_file
 from .runtimes import RUNTIMES
 
@@ -46,7 +46,6 @@ MATRIX: tuple[Pair, ...] = (
     Pair("tflite-fp32", "tflite_runtime"),
     Pair("tflite-int8", "tflite_runtime"),
 )
-IR_ONNX = "emotion_float32_ir.onnx"
 
 
 def artifact_path(pair: Pair, artifacts: Path) -> Path:
@@ -55,7 +54,7 @@ def artifact_path(pair: Pair, artifacts: Path) -> Path:
 
         return default_weights_path()
     if pair.format == "onnx-ir":
-        return artifacts / IR_ONNX
+        return artifacts / IR_ONNX_FILENAME
     return artifacts / FORMATS[pair.format].filename
 
 

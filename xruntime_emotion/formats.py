@@ -63,6 +63,9 @@ FORMATS: dict[str, Format] = {
     )
 }
 
+# The ONNX emitted from the IR (`--via ir`), named apart so both producers can sit side by side.
+IR_ONNX_FILENAME = "emotion_float32_ir.onnx"
+
 # What `export --all` writes.
 ALL_FORMATS: tuple[str, ...] = ("onnx", "onnx-int8", "tflite-fp32", "tflite-int8", "vela")
 
