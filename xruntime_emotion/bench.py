@@ -41,23 +41,40 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 
 
 def _time(fn: Callable[[], Any], runs: int, warmup: int = 20) -> list[float]:
+    return _time_pair(fn, None, runs, warmup)[0]
+
+
+def _time_pair(
+    a: Callable[[], Any], b: Callable[[], Any] | None, runs: int, warmup: int = 20
+) -> tuple[list[float], list[float]]:
+    """Time ``a`` and ``b`` alternately, so that both see the same machine state (their ratio is fair)."""
+    fns = [f for f in (a, b) if f is not None]
     for _ in range(warmup):
-        fn()
-    out = []
+        for f in fns:
+            f()
+    out: tuple[list[float], list[float]] = ([], [])
     for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
+        for f, samples in zip(fns, out):
+            t = time.perf_counter()
+            f()
+            samples.append(time.perf_counter() - t)
     return out
 
 
-def _throughput(fn: Callable[[], Any], batch: int, seconds: float = 1.0) -> float:
-    fn()
-    n, t0 = 0, time.perf_counter()
+def _throughput_pair(
+    a: Callable[[], Any], b: Callable[[], Any], batch: int, seconds: float = 2.0
+) -> tuple[float, float]:
+    """Faces per second of ``a`` and ``b``, called alternately for about ``seconds`` in all."""
+    a(), b()
+    spent = [0.0, 0.0]
+    calls, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        fn()
-        n += batch
-    return n / (time.perf_counter() - t0)
+        for i, f in enumerate((a, b)):
+            t = time.perf_counter()
+            f()
+            spent[i] += time.perf_counter() - t
+        calls += 1
+    return calls * batch / spent[0], calls * batch / spent[1]
 
 
 def _faces(n: int) -> np.ndarray:
@@ -112,15 +129,14 @@ def run_child(job: Job) -> dict[str, Any]:
         "cold_start_ms": cold_start(job),
         "xemotion": xruntime_emotion.__version__,
     }  # fmt: skip
-    row["batch1_classifier"] = _percentiles(_time(lambda: clf.predict(one), job.runs))
-    row["batch1_raw"] = _percentiles(_time(lambda: b.raw(native1), job.runs))
+    api, raw = _time_pair(lambda: clf.predict(one), lambda: b.raw(native1), job.runs)
+    row["batch1_classifier"], row["batch1_raw"] = _percentiles(api), _percentiles(raw)
     row["batch1_ratio"] = row["batch1_classifier"]["p50_ms"] / row["batch1_raw"]["p50_ms"]
     row["throughput"] = {}
     for n in job.batches if b.fixed_batch is None else (1,):
         faces = _faces(n)
         native = b.native_input(clf_input(faces))
-        api = _throughput(lambda f=faces: clf.predict(f), n)
-        raw = _throughput(lambda x=native: b.raw(x), n)
+        api, raw = _throughput_pair(lambda f=faces: clf.predict(f), lambda x=native: b.raw(x), n)
         row["throughput"][str(n)] = {"classifier_per_s": api, "raw_per_s": raw, "ratio": api / raw}
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return row
