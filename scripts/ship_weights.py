@@ -14,13 +14,11 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from exporters.context import ExportContext, ExportOptions
 from exporters.pipeline import export
 from xruntime_emotion.data import Split, load_fer2013, to_input
 from xruntime_emotion.ir import ModelIR, sha256_file
-from xruntime_emotion.runtimes import open_backend
+from xruntime_emotion.runtimes import open_backend, predict_batched
 from xruntime_emotion.weights import DEFAULT_ONNX, DEFAULT_WEIGHTS, MANIFEST
 
 DEST = Path(__file__).resolve().parents[1] / "xruntime_emotion" / "weights"
@@ -43,7 +41,7 @@ def main() -> None:
     scores = {}
     for s in Split:
         x, y = data.split(s)
-        pred = np.concatenate([backend.predict(to_input(x[i : i + 256])) for i in range(0, len(x), 256)]).argmax(1)
+        pred = predict_batched(backend, to_input(x)).argmax(1)
         scores[s.value] = {"rows": len(y), "correct": int((pred == y).sum()), "accuracy": float((pred == y).mean())}
     manifest["shipped"] = {
         "weights": DEFAULT_WEIGHTS,

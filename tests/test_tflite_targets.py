@@ -11,8 +11,7 @@ from helpers import run_cli
 
 from xruntime_emotion import EmotionClassifier
 from xruntime_emotion.data import Split, to_input
-from xruntime_emotion.evaluate import predict_batched
-from xruntime_emotion.runtimes import open_backend
+from xruntime_emotion.runtimes import open_backend, predict_batched
 
 BUILTIN_INT8_OPS = {
     "QUANTIZE", "DEQUANTIZE", "CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX", "RESHAPE",

@@ -18,7 +18,7 @@ from .data import FerData, to_input
 from .errors import ConformanceError, MissingDependencyError, ModelFileError
 from .formats import FORMATS, IR_ONNX_FILENAME, Precision, get_target
 from .ir import LABELS, sha256_file
-from .runtimes import RUNTIMES
+from .runtimes import RUNTIMES, predict_batched
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ def verify(
         try:
             options = {"delegate": pair.delegate} if pair.delegate else {}
             backend = spec.open(path, **options)
-            got = np.concatenate([backend.predict(x[i : i + 256]) for i in range(0, len(x), 256)]).astype(np.float64)
+            got = predict_batched(backend, x).astype(np.float64)
         except MissingDependencyError as exc:
             results.append(PairResult(pair.id, pair.format, pair.runtime, "skipped", str(exc)))
             continue

@@ -13,9 +13,7 @@ import numpy as np
 from .data import FerData, Split, image_sha256, to_input
 from .errors import LeakageError
 from .ir import LABELS
-from .runtimes import Backend, open_backend
-
-BATCH = 256
+from .runtimes import open_backend, predict_batched
 
 
 @dataclass
@@ -70,10 +68,6 @@ class Result:
             },
             "leakage": self.leakage,
         }
-
-
-def predict_batched(backend: Backend, x: np.ndarray, batch: int = BATCH) -> np.ndarray:
-    return np.concatenate([backend.predict(x[i : i + batch]) for i in range(0, len(x), batch)])
 
 
 def calibration_hashes(artifact: Path) -> set[str]:

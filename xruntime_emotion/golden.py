@@ -180,7 +180,7 @@ def regenerate(
     from .atomic import write_npz, write_text_atomic
     from .data import to_input
     from .formats import FORMATS
-    from .runtimes import RUNTIMES
+    from .runtimes import RUNTIMES, predict_batched
 
     d = directory or golden_dir()
     old: GoldenSet | None = None
@@ -224,7 +224,7 @@ def regenerate(
         from .conformance import output_step
 
         backend = RUNTIMES[FORMATS[fmt].runtime].open(path)
-        expected[f"int8:{fmt}"] = np.concatenate([backend.predict(x[i : i + 256]) for i in range(0, len(x), 256)])
+        expected[f"int8:{fmt}"] = predict_batched(backend, x)
         manifest["int8"][fmt] = {
             "runtime": backend.runtime,
             "artifact": path.name,

@@ -177,3 +177,8 @@ def _probed_by_default(path: str | Path) -> bool:
     from ..safety import PROBED_BY_DEFAULT
 
     return file_kind(path) in PROBED_BY_DEFAULT
+
+
+def predict_batched(backend: Backend, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    """``backend.predict`` over ``x`` in fixed batches (bounded memory for whole splits)."""
+    return np.concatenate([backend.predict(x[i : i + batch]) for i in range(0, len(x), batch)])
