@@ -84,6 +84,7 @@ def test_int8_pair_matches_its_recorded_outputs(pair: Pair, report: dict[str, An
         assert row["status"] == "skipped"
         return
     c = row["checks"]
+    assert c["recording"] == {"tflite_runtime": "litert-builtin"}.get(pair.runtime, pair.runtime)
     assert c["max_steps_vs_recorded"] <= 2 and c["happy_label"] == "happy"
     assert c["real_argmax_agreement"] >= 0.96 and "steps" not in row["reason"]
 
@@ -125,7 +126,7 @@ def _perturb(d: Path, key: str, case: str, delta: float) -> None:
 
 @pytest.mark.parametrize(
     ("key", "case", "delta"),
-    [("fp32", "gradient_h", 1e-3), ("int8:tflite-int8", "fer2013_32298", None)],
+    [("fp32", "gradient_h", 1e-3), ("int8:tflite-int8@litert", "fer2013_32298", None)],
     ids=["fp32+1e-3", "int8+3steps"],
 )
 def test_perturbed_golden_fails_naming_the_case(

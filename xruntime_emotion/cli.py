@@ -372,7 +372,7 @@ def evaluate(
         c = cmp[r.name]
         flag = " [red]LEAK: calibrated on this split[/red]" if r.leakage.get("overlap_with_split") else ""
         table.add_row(
-            r.name + flag,
+            escape(r.name) + flag,
             r.runtime,
             str(r.correct),
             f"{100 * r.accuracy:.2f}%",
@@ -428,8 +428,8 @@ def verify(
             r["pair"], marks[r["status"]],
             f"{c['max_abs_diff']:.2e}" if "max_abs_diff" in c else "",
             f"{c['argmax_agreement']:.4f}" if "argmax_agreement" in c else "",
-            f"{c['max_steps_vs_recorded']:.2f}" if "max_steps_vs_recorded" in c else "",
-            r["reason"],
+            f"{c['max_steps_vs_recorded']:.2f} ({c['recording']})" if "max_steps_vs_recorded" in c else "",
+            escape(r["reason"]),  # install hints like xemotion[litert] are not Rich markup
         )  # fmt: skip
     out.print(table)
     for note in report["golden"]["notes"]:

@@ -4,7 +4,9 @@ Layout of ``golden/`` (repo root; the package carries a copy of the manifest):
 - ``manifest.json``: schema, weights sha256, IR hash, generator versions, tolerances with reasons,
   and every case (name, kind, sha256 of its uint8 pixels, FER2013 row where it has one);
 - ``expected.npz``: fp32 expectations (NumPy IR reference, cross-checked with Keras) for all cases,
-  and each int8 artifact's own outputs, recorded when the set is made;
+  and each int8 artifact's own outputs, recorded when the set is made on every kernel set in
+  ``RECORDINGS`` (key ``int8:FORMAT@RUNTIME``): the same int8 file rounds differently under XNNPACK
+  and under TFLite's builtin kernels, and a correct runtime matches one of them;
 - ``onnx/test_data_set_0/{input_0,output_0}.pb``: the generated cases in ONNX's backend-test layout.
 Real faces (NXP's test.jpg, FER2013 PrivateTest rows) are referenced by pixel sha256 and read from
 $XEMOTION_DATA at check time; their pixels are never stored here.
@@ -26,7 +28,7 @@ from .errors import ConformanceError, DataError
 from .ir import ModelIR
 from .synthetic import synthetic_cases
 
-SCHEMA = 1
+SCHEMA = 2
 SYNTHETIC_SEED = 0
 FER_STRIDE = 7  # every 7th PrivateTest row: 513 faces, fixed by index
 HAPPY = "nxp_test_jpg"
@@ -45,7 +47,7 @@ TOLERANCES: dict[str, dict[str, Any]] = {
     },
     "int8_vs_self": {
         "max_steps": 2,
-        "reason": "the same int8 file on another kernel set (XNNPACK vs reference) may round a few steps apart",
+        "reason": "the same int8 file on the same kernel set rounds alike; each kernel set has its own recording",
     },
     "cross_producer": {
         "max_abs": 1e-6,
@@ -137,7 +139,20 @@ def make_cases(data: FerData) -> tuple[list[Case], np.ndarray]:
     return cases, np.stack(imgs)
 
 
-INT8_FORMATS = ("onnx-int8", "tflite-int8")
+# int8 format -> the runtimes whose outputs are recorded (one per kernel set: XNNPACK, TFLite builtin)
+RECORDINGS: dict[str, tuple[str, ...]] = {
+    "onnx-int8": ("onnxruntime",),
+    "tflite-int8": ("litert", "litert-builtin"),
+}
+
+
+def int8_key(fmt: str, runtime: str) -> str:
+    return f"int8:{fmt}@{runtime}"
+
+
+def recordings(gs: GoldenSet, fmt: str) -> dict[str, np.ndarray]:
+    """The recorded int8 outputs of ``fmt``, by the runtime that made them."""
+    return {rt: gs.expected[int8_key(fmt, rt)] for rt in gs.manifest["int8"].get(fmt, {}).get("recorded", {})}
 
 
 def _versions() -> dict[str, str]:
@@ -217,26 +232,39 @@ def regenerate(
         if diff > TOLERANCES["fp32"]["max_abs"]:
             raise ConformanceError(f"Keras disagrees with the IR reference by {diff:.3g}")
         manifest["keras_crosscheck_max_abs_diff"] = f"{diff:.1e}"
-    for fmt in INT8_FORMATS:
+    real = np.array([c.kind != "synthetic" for c in cases])
+    for fmt, runtimes in RECORDINGS.items():
         path = artifacts / FORMATS[fmt].filename
         if not path.is_file():
             raise ConformanceError(f"{path} is missing: run `xemotion export --all -o {artifacts}` first")
         from .conformance import output_step
 
-        backend = RUNTIMES[FORMATS[fmt].runtime].open(path)
-        expected[f"int8:{fmt}"] = predict_batched(backend, x)
-        manifest["int8"][fmt] = {
-            "runtime": backend.runtime,
-            "artifact": path.name,
-            "artifact_sha256": _sha(path),
-            "step": output_step(path),
-        }
+        step = output_step(path)
+        entry: dict[str, Any] = {"artifact": path.name, "artifact_sha256": _sha(path), "step": step, "recorded": {}}
+        for rt in runtimes:
+            if not RUNTIMES[rt].available():
+                raise ConformanceError(f"recording {fmt} needs runtime {rt}: {RUNTIMES[rt].hint()}")
+            expected[int8_key(fmt, rt)] = predict_batched(RUNTIMES[rt].open(path), x)
+            entry["recorded"][rt] = {"argmax_agreement_with_fp32_on_real_faces": _agree(expected, fmt, rt, real)}
+        first, *others = runtimes
+        for rt in others:  # how far apart two correct kernel sets are: evidence for the tolerances
+            a, b = expected[int8_key(fmt, first)], expected[int8_key(fmt, rt)]
+            entry["recorded"][rt][f"vs_{first}"] = {
+                "max_steps": float(np.round(np.abs(a - b).max() / step, 3)),
+                "argmax_agreement_on_real_faces": float((a[real].argmax(1) == b[real].argmax(1)).mean()),
+            }
+        manifest["int8"][fmt] = entry
     d.mkdir(parents=True, exist_ok=True)
     write_npz(d / "expected.npz", expected)
     write_text_atomic(d / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     synth = np.array([c.kind == "synthetic" for c in cases])
     write_mirror(d / "onnx", x[synth], expected["fp32"][synth])
     return _summary(old, GoldenSet(manifest, expected))
+
+
+def _agree(expected: dict[str, np.ndarray], fmt: str, rt: str, real: np.ndarray) -> float:
+    got, ref = expected[int8_key(fmt, rt)][real], expected["fp32"][real]
+    return float((got.argmax(1) == ref.argmax(1)).mean())
 
 
 def asdict_case(c: Case) -> dict[str, Any]:

@@ -85,6 +85,14 @@ RUNTIMES: dict[str, RuntimeSpec] = {
             "threads",
         ),
         RuntimeSpec("litert", _LITERT, ("ai_edge_litert",), "litert", (".tflite",), (("runtime", "litert"),)),
+        RuntimeSpec(  # LiteRT without XNNPACK: TFLite's own kernels, as tflite_runtime 2.14 runs int8
+            "litert-builtin",
+            _LITERT,
+            ("ai_edge_litert",),
+            "litert",
+            (".tflite",),
+            (("runtime", "litert"), ("kernels", "builtin")),
+        ),
         RuntimeSpec(
             "tflite_runtime",
             _LITERT,

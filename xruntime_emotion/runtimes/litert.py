@@ -1,6 +1,10 @@
 """TFLite backends: LiteRT (``ai_edge_litert``), ``tflite_runtime`` (what i.MX BSPs ship) and
 ``tf.lite`` (deprecated, last resort), with optional external delegates.
 
+``kernels="builtin"`` turns off the default XNNPACK delegate, so TFLite's own kernels run: what
+``tflite_runtime`` 2.14 runs for int8 (it has no int8 XNNPACK). The two kernel sets round int8
+differently (measured here: up to 15 output steps apart), so each needs its own golden recording.
+
 Input quantization and output dequantization come from the model's own tensors, never from
 names or constants, so any .tflite with the (N,48,48,1) -> (N,7) contract runs. An interpreter is
 not thread-safe: each thread gets its own (created on first use). Measured with 8 threads on 2 cores
@@ -27,6 +31,15 @@ _MODULES: dict[str, tuple[str, str]] = {
 }
 
 
+# kernels -> OpResolverType member ("" = the interpreter's default: builtin kernels + XNNPACK)
+_RESOLVERS: dict[str, str] = {"default": "", "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES"}
+
+
+def _resolver_enum(mod: Any) -> Any:
+    """``OpResolverType`` of an interpreter module (``tf.lite`` keeps it under ``experimental``)."""
+    return getattr(mod, "OpResolverType", None) or mod.experimental.OpResolverType
+
+
 def _interpreter_module(runtime: str) -> Any:
     module, attr = _MODULES[runtime]
     try:
@@ -46,9 +59,13 @@ class LiteRTBackend:
         num_threads: int | None = None,
         delegate_options: dict[str, str] | None = None,
         model_content: bytes | None = None,
+        kernels: str = "default",
     ) -> None:
+        if kernels not in _RESOLVERS:
+            raise ModelFileError(f"kernels must be one of {', '.join(_RESOLVERS)}, got {kernels!r}")
         self.path = path
-        self.runtime = runtime
+        self.runtime = runtime if kernels == "default" else f"{runtime}-{kernels}"
+        self.kernels = kernels
         self._mod = _interpreter_module(runtime)
         self._delegate_path = delegate
         self._delegate_options = delegate_options or {}
@@ -90,8 +107,13 @@ class LiteRTBackend:
             except (ValueError, OSError, RuntimeError) as exc:
                 raise ModelFileError(f"delegate {self._delegate_path} failed to load ({exc})") from exc
         try:
+            resolver = _RESOLVERS[self.kernels]
+            extra = {"experimental_op_resolver_type": getattr(_resolver_enum(self._mod), resolver)} if resolver else {}
             interp = self._mod.Interpreter(
-                model_content=self._model, experimental_delegates=delegates or None, num_threads=self._num_threads
+                model_content=self._model,
+                experimental_delegates=delegates or None,
+                num_threads=self._num_threads,
+                **extra,
             )
             interp.allocate_tensors()
             batch = int(interp.get_input_details()[0]["shape"][0])
