@@ -149,3 +149,18 @@ def test_classifier_from_tflite_threads_and_batches(artifacts: Path, fer) -> Non
     with cf.ThreadPoolExecutor(4) as pool:
         par = list(pool.map(lambda i: clf.predict(faces[i : i + 1]), range(64)))
     np.testing.assert_array_equal(np.concatenate(par), seq)
+
+
+def test_litert_builtin_kernels_are_a_runtime_of_their_own(artifacts: Path, fer) -> None:
+    """LiteRT without XNNPACK runs TFLite's builtin kernels; they round int8 differently from XNNPACK."""
+    from xruntime_emotion.errors import XEmotionError
+    from xruntime_emotion.runtimes import RUNTIMES
+
+    path = artifacts / "emotion_uint8_float32.tflite"
+    builtin, xnnpack = RUNTIMES["litert-builtin"].open(path), RUNTIMES["litert"].open(path)
+    assert (builtin.runtime, xnnpack.runtime) == ("litert-builtin", "litert")
+    x = to_input(fer.split(Split.PRIVATE_TEST)[0][:500])
+    a, b = predict_batched(builtin, x), predict_batched(xnnpack, x)
+    assert 0 < np.abs(a - b).max() and (a.argmax(1) == b.argmax(1)).mean() >= 0.95
+    with pytest.raises(XEmotionError, match="kernels must be one of default, builtin"):
+        RUNTIMES["litert"].open(path, kernels="fast")
