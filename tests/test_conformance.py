@@ -187,3 +187,30 @@ def test_regenerate_is_deterministic_and_guards_weights(
     assert np.abs(fresh.expected["fp32"] - committed.expected["fp32"]).max() <= 1e-9
     with pytest.raises(Exception, match="--force"):
         G.regenerate(random_ir, full_artifacts, fer, directory=a)
+
+
+def test_golden_record_adds_a_kernel_set_for_the_same_file_only(tmp_path: Path, full_artifacts: Path) -> None:
+    """A board records its own kernel set (its NPU delegate) once; only for the artifact the set was made with."""
+    from xruntime_emotion.data import to_input
+    from xruntime_emotion.runtimes import predict_batched
+
+    d = _copy_golden(tmp_path)
+    r = run_cli("golden", "record", "--runtime", "tensorflow", "--artifacts", str(full_artifacts), "--golden", str(d))
+    assert r.returncode == 0, r.stderr
+    gs = G.load(d)
+    recorded = G.recordings(gs, "tflite-int8")
+    assert set(recorded) == {"litert", "litert-builtin", "tensorflow"}
+    cases, imgs, _ = gs.images()
+    assert len(cases) == len(gs.cases)
+    own = predict_batched(RUNTIMES["tensorflow"].open(full_artifacts / "emotion_uint8_float32.tflite"), to_input(imgs))
+    np.testing.assert_array_equal(recorded["tensorflow"], own)
+    entry = gs.manifest["int8"]["tflite-int8"]["recorded"]["tensorflow"]
+    assert entry["argmax_agreement_with_fp32_on_real_faces"] > 0.9 and entry["delegate"] is None
+    other = tmp_path / "other"
+    shutil.copytree(full_artifacts, other)
+    f = other / "emotion_uint8_float32.tflite"
+    f.write_bytes(f.read_bytes() + b"\0")
+    before = (d / "expected.npz").read_bytes(), (d / "manifest.json").read_bytes()
+    r = run_cli("golden", "record", "--runtime", "litert", "--artifacts", str(other), "--golden", str(d))
+    assert r.returncode != 0 and "is not the tflite-int8 file" in r.stderr and "Traceback" not in r.stderr
+    assert ((d / "expected.npz").read_bytes(), (d / "manifest.json").read_bytes()) == before

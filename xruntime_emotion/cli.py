@@ -457,6 +457,25 @@ def golden_regenerate(
     out.print_json(json.dumps(summary))
 
 
+@golden_app.command("record")
+def golden_record(
+    runtime: Annotated[str, typer.Option(help="The runtime to record (e.g. tflite_runtime on a board).")],
+    fmt: Annotated[str, typer.Option("--format", help="The int8 format: tflite-int8 or onnx-int8.")] = "tflite-int8",
+    delegate: Annotated[str | None, typer.Option(help="External delegate, e.g. /usr/lib/libvx_delegate.so.")] = None,
+    artifacts: Annotated[Path, typer.Option(help="Folder holding the very artifact the set was made with.")] = Path(
+        "artifacts"
+    ),
+    data: Annotated[Path | None, typer.Option(help="FER2013 (default: $XEMOTION_DATA).")] = None,
+    golden: Annotated[Path | None, typer.Option(help="Golden folder (default: the repository's golden/).")] = None,
+) -> None:
+    """Add a kernel set's own int8 outputs (a board's NPU delegate) as a drift baseline for `verify`."""
+    from .data import load_fer2013
+    from .golden import record
+
+    summary = record(artifacts, fmt, runtime, delegate=delegate, data=load_fer2013(data), directory=golden)
+    out.print_json(json.dumps(summary))
+
+
 @golden_app.command("mirror")
 def golden_mirror(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for model.onnx + test_data_set_N.")],

@@ -195,7 +195,7 @@ def regenerate(
     from .atomic import write_npz, write_text_atomic
     from .data import to_input
     from .formats import FORMATS
-    from .runtimes import RUNTIMES, predict_batched
+    from .runtimes import RUNTIMES
 
     d = directory or golden_dir()
     old: GoldenSet | None = None
@@ -242,9 +242,7 @@ def regenerate(
         step = output_step(path)
         entry: dict[str, Any] = {"artifact": path.name, "artifact_sha256": _sha(path), "step": step, "recorded": {}}
         for rt in runtimes:
-            if not RUNTIMES[rt].available():
-                raise ConformanceError(f"recording {fmt} needs runtime {rt}: {RUNTIMES[rt].hint()}")
-            expected[int8_key(fmt, rt)] = predict_batched(RUNTIMES[rt].open(path), x)
+            expected[int8_key(fmt, rt)] = _record_outputs(path, rt, None, x)
             entry["recorded"][rt] = {"argmax_agreement_with_fp32_on_real_faces": _agree(expected, fmt, rt, real)}
         first, *others = runtimes
         for rt in others:  # how far apart two correct kernel sets are: evidence for the tolerances
@@ -260,6 +258,67 @@ def regenerate(
     synth = np.array([c.kind == "synthetic" for c in cases])
     write_mirror(d / "onnx", x[synth], expected["fp32"][synth])
     return _summary(old, GoldenSet(manifest, expected))
+
+
+def _record_outputs(path: Path, runtime: str, delegate: str | None, x: np.ndarray) -> np.ndarray:
+    from .runtimes import RUNTIMES, predict_batched
+
+    spec = RUNTIMES.get(runtime)
+    if spec is None:
+        raise ConformanceError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+    if path.suffix not in spec.suffixes:
+        raise ConformanceError(f"runtime {runtime} does not run {path.name}")
+    if not spec.available():
+        raise ConformanceError(f"recording {path.name} needs runtime {runtime}: {spec.hint()}")
+    return predict_batched(spec.open(path, **({"delegate": delegate} if delegate else {})), x)
+
+
+def record(
+    artifacts: Path,
+    fmt: str,
+    runtime: str,
+    *,
+    delegate: str | None = None,
+    data: FerData | None = None,
+    directory: Path | None = None,
+) -> dict[str, Any]:
+    """Add one more kernel set's int8 outputs (a board's delegate, say) to an existing golden set.
+
+    Only for the very artifact the set was made with, and with every case at hand: a recording is
+    a drift baseline for that runtime, while the fp32 tolerance still judges it.
+    """
+    from .atomic import write_npz, write_text_atomic
+    from .data import to_input
+    from .formats import FORMATS
+
+    d = directory or golden_dir()
+    gs = load(d)
+    entry = gs.manifest["int8"].get(fmt)
+    if entry is None:
+        raise ConformanceError(f"{fmt} has no int8 recordings to add to; choose from {', '.join(gs.manifest['int8'])}")
+    path = artifacts / FORMATS[fmt].filename
+    if not path.is_file():
+        raise ConformanceError(f"{path} is missing")
+    if _sha(path) != entry["artifact_sha256"]:
+        raise ConformanceError(
+            f"{path} is not the {fmt} file this golden set was made with (sha256 {entry['artifact_sha256'][:12]}…)"
+        )
+    cases, imgs, notes = gs.images(data)
+    if len(cases) != len(gs.cases):
+        raise ConformanceError(f"recording needs every golden case; {'; '.join(notes) or 'some are missing'}")
+    name = runtime + (f"+{Path(delegate).name}" if delegate else "")
+    expected = dict(gs.expected)
+    expected[int8_key(fmt, name)] = _record_outputs(path, runtime, delegate, to_input(imgs))
+    real = np.array([c.kind != "synthetic" for c in cases])
+    manifest = json.loads(json.dumps(gs.manifest))
+    manifest["int8"][fmt]["recorded"][name] = {
+        "argmax_agreement_with_fp32_on_real_faces": _agree(expected, fmt, name, real),
+        "delegate": delegate,
+        "added_by": "xemotion golden record",
+    }
+    write_npz(d / "expected.npz", expected)
+    write_text_atomic(d / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return {"format": fmt, "recording": name, **manifest["int8"][fmt]["recorded"][name]}
 
 
 def _agree(expected: dict[str, np.ndarray], fmt: str, rt: str, real: np.ndarray) -> float:

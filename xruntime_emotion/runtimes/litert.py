@@ -102,6 +102,10 @@ class LiteRTBackend:
             return interp
         delegates = []
         if self._delegate_path:
+            if "/" in self._delegate_path and not Path(self._delegate_path).is_file():
+                # a bare name is for dlopen's search path; a missing path would make LiteRT's
+                # half-built Delegate complain again at garbage collection
+                raise ModelFileError(f"delegate {self._delegate_path} not found")
             try:
                 delegates = [self._mod.load_delegate(self._delegate_path, self._delegate_options)]
             except (ValueError, OSError, RuntimeError) as exc:
