@@ -164,3 +164,11 @@ def test_litert_builtin_kernels_are_a_runtime_of_their_own(artifacts: Path, fer)
     assert 0 < np.abs(a - b).max() and (a.argmax(1) == b.argmax(1)).mean() >= 0.95
     with pytest.raises(XEmotionError, match="kernels must be one of default, builtin"):
         RUNTIMES["litert"].open(path, kernels="fast")
+
+
+def test_missing_delegate_is_one_clean_error(artifacts: Path, happy_jpg: Path, tmp_path: Path) -> None:
+    missing = str(tmp_path / "libvx_delegate.so")
+    r = run_cli("predict", "--model", str(artifacts / "emotion_uint8_float32.tflite"), "--delegate", missing,
+                str(happy_jpg))  # fmt: skip
+    assert r.returncode != 0 and f"delegate {missing} not found" in r.stderr
+    assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr
