@@ -490,11 +490,8 @@ def golden_mirror(
     gs = G.load()
     fer = load_fer2013(data) if data else None
     cases, imgs, notes = gs.images(fer)
-    synth = [c.kind == "synthetic" for c in cases]
     x, y = to_input(imgs), gs.rows("fp32", cases)
-    import numpy as np
-
-    s = np.array(synth)
+    s = ~G.real_faces(cases)
     G.write_mirror(output, x[s], y[s], 0, model or default_onnx_path())
     if (~s).any():
         G.write_mirror(output, x[~s], y[~s], 1)

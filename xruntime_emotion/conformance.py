@@ -112,7 +112,7 @@ def _judge(
     tol = gs.manifest["tolerances"]
     fp32 = gs.rows("fp32", cases)
     names = [c.name for c in cases]
-    real = np.array([c.kind != "synthetic" for c in cases])
+    real = G.real_faces(cases)
     diff = np.abs(got - fp32)
     per_case = diff.max(1)
     worst = int(per_case.argmax())

@@ -14,6 +14,7 @@ $XEMOTION_DATA at check time; their pixels are never stored here.
 
 from __future__ import annotations
 
+import copy
 import json
 import platform
 from dataclasses import dataclass
@@ -117,6 +118,11 @@ def load(directory: Path | None = None) -> GoldenSet:
     if manifest.get("schema") != SCHEMA:
         raise ConformanceError(f"golden schema {manifest.get('schema')} is not {SCHEMA}; regenerate it")
     return GoldenSet(manifest, expected)
+
+
+def real_faces(cases: list[Case]) -> np.ndarray:
+    """Boolean mask of the cases that are real faces (NXP's test.jpg, FER2013 rows), not generated."""
+    return np.array([c.kind != "synthetic" for c in cases], dtype=bool)
 
 
 def make_cases(data: FerData) -> tuple[list[Case], np.ndarray]:
@@ -232,7 +238,7 @@ def regenerate(
         if diff > TOLERANCES["fp32"]["max_abs"]:
             raise ConformanceError(f"Keras disagrees with the IR reference by {diff:.3g}")
         manifest["keras_crosscheck_max_abs_diff"] = f"{diff:.1e}"
-    real = np.array([c.kind != "synthetic" for c in cases])
+    real = real_faces(cases)
     for fmt, runtimes in RECORDINGS.items():
         path = artifacts / FORMATS[fmt].filename
         if not path.is_file():
@@ -255,22 +261,15 @@ def regenerate(
     d.mkdir(parents=True, exist_ok=True)
     write_npz(d / "expected.npz", expected)
     write_text_atomic(d / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    synth = np.array([c.kind == "synthetic" for c in cases])
-    write_mirror(d / "onnx", x[synth], expected["fp32"][synth])
+    write_mirror(d / "onnx", x[~real], expected["fp32"][~real])
     return _summary(old, GoldenSet(manifest, expected))
 
 
 def _record_outputs(path: Path, runtime: str, delegate: str | None, x: np.ndarray) -> np.ndarray:
-    from .runtimes import RUNTIMES, predict_batched
+    from .runtimes import pick_runtime, predict_batched
 
-    spec = RUNTIMES.get(runtime)
-    if spec is None:
-        raise ConformanceError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
-    if path.suffix not in spec.suffixes:
-        raise ConformanceError(f"runtime {runtime} does not run {path.name}")
-    if not spec.available():
-        raise ConformanceError(f"recording {path.name} needs runtime {runtime}: {spec.hint()}")
-    return predict_batched(spec.open(path, **({"delegate": delegate} if delegate else {})), x)
+    backend = pick_runtime(path, runtime).open(path, **({"delegate": delegate} if delegate else {}))
+    return predict_batched(backend, x)
 
 
 def record(
@@ -309,8 +308,8 @@ def record(
     name = runtime + (f"+{Path(delegate).name}" if delegate else "")
     expected = dict(gs.expected)
     expected[int8_key(fmt, name)] = _record_outputs(path, runtime, delegate, to_input(imgs))
-    real = np.array([c.kind != "synthetic" for c in cases])
-    manifest = json.loads(json.dumps(gs.manifest))
+    real = real_faces(cases)
+    manifest = copy.deepcopy(gs.manifest)
     manifest["int8"][fmt]["recorded"][name] = {
         "argmax_agreement_with_fp32_on_real_faces": _agree(expected, fmt, name, real),
         "delegate": delegate,
