@@ -19,6 +19,7 @@ from xruntime_emotion import __version__
 from xruntime_emotion.atomic import atomic_path, write_text_atomic
 from xruntime_emotion.data import to_input
 from xruntime_emotion.errors import ExportError, XEmotionError
+from xruntime_emotion.fidelity import Int8Rule, judge_int8
 from xruntime_emotion.formats import FORMATS, IR_ONNX_FILENAME, Format, Precision
 from xruntime_emotion.ir import ModelIR, sha256_file
 from xruntime_emotion.runtimes import RUNTIMES
@@ -28,8 +29,7 @@ from .context import ExportContext
 
 MANIFEST = "export_manifest.json"
 FP32_TOLERANCE = 1e-5
-INT8_MIN_AGREEMENT = 0.95  # argmax agreement with fp32 on held-out Training faces
-INT8_MAX_DP = 0.2
+INT8_RULE = Int8Rule()  # the rule `verify` applies on the golden faces, here on held-out Training faces
 
 
 @dataclass(frozen=True)
@@ -106,20 +106,12 @@ def validate(ctx: ExportContext, fmt: Format, path: Path) -> dict[str, Any]:
             raise ExportError(f"{fmt.name}: max |diff| {diff:.3g} against the IR reference exceeds {FP32_TOLERANCE}")
         return out
     faces = to_input(ctx.require_calibration(fmt.name).holdout)
-    ref_f, got_f = ctx.ir.forward(faces), backend.predict(faces)
-    agree = float((ref_f.argmax(1) == got_f.argmax(1)).mean())
-    dp = float(np.abs(ref_f - got_f).max())
-    ok = agree >= INT8_MIN_AGREEMENT and dp <= INT8_MAX_DP
+    checks, failures = judge_int8(ctx.ir.forward(faces), backend.predict(faces), INT8_RULE)
     out.update(
-        holdout_faces=len(faces),
-        argmax_agreement=agree,
-        max_abs_dp=dp,
-        synthetic_max_abs_dp=diff,
-        thresholds={"min_agreement": INT8_MIN_AGREEMENT, "max_abs_dp": INT8_MAX_DP},
-        status="passed" if ok else "failed",
+        holdout=checks, synthetic_max_abs_dp=diff, rule=INT8_RULE.to_json(), status="failed" if failures else "passed"
     )
-    if not ok:
-        raise ExportError(f"{fmt.name}: argmax agreement {agree:.3f}, max |dp| {dp:.3f} against fp32 (limits above)")
+    if failures:
+        raise ExportError(f"{fmt.name}: against fp32 on held-out Training faces: {'; '.join(failures)}")
     return out
 
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from xruntime_emotion.data import FerData, load_fer2013
+from xruntime_emotion.formats import ALL_FORMATS
 from xruntime_emotion.ir import DEEPFACE_LAYERS, InputContract, ModelIR, Provenance, weight_shapes
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-ALL = ["onnx", "onnx-int8", "tflite-fp32", "tflite-int8", "vela"]
+ALL = list(ALL_FORMATS)
 
 
 def need(condition: bool, why: str) -> None:
@@ -74,11 +75,29 @@ def random_ir() -> ModelIR:
 
 
 @pytest.fixture(scope="session")
-def artifacts(tmp_path_factory: pytest.TempPathFactory, default_ir: ModelIR, fer: FerData) -> Path:
-    """All five formats of the shipped weights, exported once per session."""
-    from exporters.context import ExportContext, ExportOptions, calibration_sample
+def artifacts(tmp_path_factory: pytest.TempPathFactory, default_ir: ModelIR) -> Path:
+    """All five formats of the shipped weights (calibrated on the shipped sample), exported once per session.
+
+    Read-only for tests: a test that changes files copies the folder first.
+    """
+    from exporters.context import ExportContext, ExportOptions
     from exporters.pipeline import export
+    from xruntime_emotion.calibration import shipped_sample
 
     out = tmp_path_factory.mktemp("artifacts")
-    export(ExportContext(default_ir, ExportOptions(), calibration_sample(fer)), ALL, out)
+    export(ExportContext(default_ir, ExportOptions(), shipped_sample()), ALL, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def full_artifacts(tmp_path_factory: pytest.TempPathFactory, artifacts: Path, default_ir: ModelIR) -> Path:
+    """A copy of ``artifacts`` plus the IR-made ONNX (``export --via ir``)."""
+    import shutil
+
+    from exporters.context import ExportContext, ExportOptions
+    from exporters.pipeline import export
+
+    out = tmp_path_factory.mktemp("full-artifacts") / "a"
+    shutil.copytree(artifacts, out)
+    export(ExportContext(default_ir, ExportOptions(onnx_via="ir")), ["onnx"], out)
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +16,17 @@ from xruntime_emotion.synthetic import synthetic_inputs
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `xemotion ARGS` in a fresh process (as a user would)."""
-    return subprocess.run(
-        [sys.executable, "-m", "xruntime_emotion.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        timeout=900,
-    )
+    """Run `xemotion ARGS` in a fresh process (as a user would), by default in an empty folder, so that the
+    installed package is what runs, never the checkout's source tree."""
+    with tempfile.TemporaryDirectory(prefix="xemotion-cli-") as empty:
+        return subprocess.run(
+            [sys.executable, "-m", "xruntime_emotion.cli", *args],
+            capture_output=True,
+            text=True,
+            cwd=cwd or empty,
+            env={**os.environ, **(env or {})},
+            timeout=900,
+        )
 
 
 def inputs64(fer: FerData, happy: Path) -> np.ndarray:

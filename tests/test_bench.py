@@ -27,15 +27,11 @@ def test_bench_writes_rows_with_classifier_and_raw(tmp_path: Path, artifacts: Pa
     assert rep["cli_predict_cold_start_ms"] > 0 and rep["machine"]["cores"]
 
 
-def test_ir_onnx_is_no_larger_than_tf2onnx(artifacts: Path, tmp_path: Path) -> None:
-
+def test_ir_onnx_is_no_larger_than_tf2onnx(full_artifacts: Path) -> None:
     from xruntime_emotion.info import describe
 
-    ir_made = artifacts / "emotion_float32_ir.onnx"
-    if not ir_made.is_file():
-        r = run_cli("export", "--format", "onnx", "--via", "ir", "-o", str(artifacts))
-        assert r.returncode == 0, r.stderr
-    a, b = describe(artifacts / "emotion_float32.onnx"), describe(ir_made)
+    ir_made = full_artifacts / "emotion_float32_ir.onnx"
+    a, b = describe(full_artifacts / "emotion_float32.onnx"), describe(ir_made)
     assert b["nodes"] <= a["nodes"], (b["ops"], a["ops"])
     assert a["metadata"]["producer"] == "tf2onnx" and b["metadata"]["producer"] == "xemotion-ir"
     r = run_cli("info", str(ir_made))

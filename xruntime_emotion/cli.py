@@ -73,7 +73,10 @@ def export(
     weights: WeightsOpt = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the artifacts.")] = Path("artifacts"),
     calib_data: Annotated[
-        Path | None, typer.Option(help="FER2013 (npz, CSV or Kaggle folder) for int8 calibration; Training rows.")
+        Path | None,
+        typer.Option(
+            help="FER2013 (npz, CSV or Kaggle folder) to draw the int8 calibration from (default: shipped sample)."
+        ),
     ] = None,
     calib_size: Annotated[int, typer.Option(help="Calibration images (seeded sample of Training).")] = 100,
     calib_seed: Annotated[int, typer.Option(help="Seed of the calibration sample.")] = 0,
@@ -85,6 +88,7 @@ def export(
     json_path: JsonOpt = None,
 ) -> None:
     """Export artifacts, each validated against the IR reference before it is written."""
+    from .calibration import DEFAULT_SEED, DEFAULT_SIZE, calibration_sample, shipped_sample
     from .data import load_fer2013
     from .formats import ALL_FORMATS, FORMATS, get_target
 
@@ -114,11 +118,15 @@ def export(
         raise XEmotionError(f"the exporters package is missing ({exc})") from exc
     calibration = None
     if any(FORMATS[f].calibrated for f in formats if f in FORMATS):
-        import os
-
-        if calib_data is None and not os.environ.get("XEMOTION_DATA"):
-            raise XEmotionError("int8 formats need calibration data: pass --calib-data PATH (FER2013 npz/CSV/folder)")
-        calibration = calibration_sample(load_fer2013(calib_data), calib_size, calib_seed)
+        if calib_data is not None:
+            calibration = calibration_sample(load_fer2013(calib_data), calib_size, calib_seed)
+        elif (calib_size, calib_seed) != (DEFAULT_SIZE, DEFAULT_SEED):
+            raise XEmotionError(
+                f"the shipped calibration sample is {DEFAULT_SIZE} images of seed {DEFAULT_SEED}; "
+                "pass --calib-data FER2013 to draw another"
+            )
+        else:
+            calibration = shipped_sample()
     options = ExportOptions(
         granularity=granularity,
         fixed_batch=fixed_batch,
@@ -131,11 +139,12 @@ def export(
 
     def done(name: str, entry: dict[str, Any]) -> None:
         v = entry["validation"]
+        h = v.get("holdout", {})
         detail = (
             f"max|diff| {v['max_abs_diff']:.2e}"
             if "max_abs_diff" in v
-            else f"argmax agreement {v['argmax_agreement']:.3f}, max|dp| {v['max_abs_dp']:.3f}"
-            if "argmax_agreement" in v
+            else f"{h['faces']} held-out faces: PSNR {h['psnr_db']:.1f} dB, max|dp| {h['max_abs_dp']:.3f}"
+            if h
             else v.get("reason", "")
         )
         vela_info = entry.get("vela")
@@ -364,20 +373,31 @@ def evaluate(
         "runtime",
         "correct",
         f"{s.value} top-1",
-        "Δ vs first (pp)",
+        "vs fp32 baseline",
+        "Δ (pp)",
         "argmax agreement",
+        "int8 ≥ 99% of fp32 top-1",
         title=f"FER2013 {s.value} ({len(results[0].labels)} rows)",
     )
+    marks = {"passed": "[green]✓ passed[/green]", "failed": "[red]✗ failed[/red]", "not judged": "[yellow]–[/yellow]"}
     for r in results:
         c = cmp[r.name]
         flag = " [red]LEAK: calibrated on this split[/red]" if r.leakage.get("overlap_with_split") else ""
+        rule = c.get("int8_rule")
         table.add_row(
             escape(r.name) + flag,
             r.runtime,
             str(r.correct),
             f"{100 * r.accuracy:.2f}%",
-            f"{c['delta_pp']:+.2f}",
-            f"{c['argmax_agreement']:.4f}",
+            escape(c["baseline"] or "–") if c["baseline"] != r.name else "(itself)",
+            f"{c['delta_pp']:+.2f}" if "delta_pp" in c else "",
+            f"{c['argmax_agreement']:.4f}" if "argmax_agreement" in c else "",
+            (
+                marks[rule["status"]]
+                + (f" ({100 * rule['ratio_of_fp32_top1']:.2f}%)" if "ratio_of_fp32_top1" in rule else "")
+            )
+            if rule
+            else "",
         )
     out.print(table)
     if plot:
@@ -392,27 +412,36 @@ def evaluate(
             "comparison": cmp,
         },
     )
+    failed = [n for n, c in cmp.items() if c.get("int8_rule", {}).get("status") == "failed"]
+    if failed:
+        raise XEmotionError(f"int8 below 99% of its fp32 top-1: {', '.join(failed)}")
 
 
 # --------------------------------------------------------------------------------------------- verify
 @app.command()
 def verify(
     artifacts: Annotated[Path, typer.Option(help="Folder written by `xemotion export`.")] = Path("artifacts"),
-    target: Annotated[str | None, typer.Option(help="Only the pairs of a target (cpu, imx8mp, imx93).")] = None,
+    format: Annotated[
+        list[str] | None, typer.Option("--format", "-f", help="Only these formats, each required (repeatable).")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Only the pairs of a target (cpu, imx8mp, imx93); its formats are required.")
+    ] = None,
     delegate: Annotated[str | None, typer.Option(help="Also run tflite-int8 on tflite_runtime with it.")] = None,
-    golden: Annotated[Path | None, typer.Option(help="Golden folder (default: the repository's golden/).")] = None,
+    golden: Annotated[Path | None, typer.Option(help="Golden folder (default: the installed golden set).")] = None,
     json_path: JsonOpt = None,
 ) -> None:
     """Check every (format, runtime) pair against the golden vectors; non-zero exit on any failure."""
     from .conformance import verify as run_verify
     from .errors import ConformanceError
 
-    report = run_verify(artifacts, target=target, delegate=delegate, golden_directory=golden)
+    report = run_verify(artifacts, target=target, delegate=delegate, formats=format, golden_directory=golden)
     table = Table(
         "pair",
         "status",
         "max |Δp| vs fp32",
         "argmax agree",
+        "int8 PSNR dB",
         "int8 steps vs recorded",
         "note",
         title=f"golden: {report['golden']['cases']} cases, weights {report['golden']['weights_sha256'][:12]}…",
@@ -428,12 +457,17 @@ def verify(
             r["pair"], marks[r["status"]],
             f"{c['max_abs_diff']:.2e}" if "max_abs_diff" in c else "",
             f"{c['argmax_agreement']:.4f}" if "argmax_agreement" in c else "",
+            f"{c['real_psnr_db']:.1f}" if "real_psnr_db" in c else "",
             f"{c['max_steps_vs_recorded']:.2f} ({c['recording']})" if "max_steps_vs_recorded" in c else "",
             escape(r["reason"]),  # install hints like xemotion[litert] are not Rich markup
         )  # fmt: skip
     out.print(table)
-    for note in report["golden"]["notes"]:
-        err.print(f"[yellow]note:[/yellow] {escape(note)}")
+    sm = report["summary"]
+    out.print(
+        f"verify: {sm['passed']} pairs passed, {sm['failed']} failed, {sm['skipped']} skipped; "
+        f"{sm['checked']} case runs checked ({sm['passed'] + sm['failed']} pairs × up to {sm['cases']} cases, "
+        f"{sm['real_faces']} of them real faces)"
+    )
     _write_json(json_path, report)
     if not report["passed"]:
         raise ConformanceError(f"verify failed: {', '.join(report['failed']) or 'no pair could run'}")
@@ -446,7 +480,9 @@ def golden_regenerate(
     ),
     weights: WeightsOpt = None,
     data: Annotated[Path | None, typer.Option(help="FER2013 (default: $XEMOTION_DATA).")] = None,
-    golden: Annotated[Path | None, typer.Option(help="Golden folder (default: the repository's golden/).")] = None,
+    golden: Annotated[Path, typer.Option(help="Golden folder to write (run from a checkout: its golden/).")] = Path(
+        "golden"
+    ),
     force: Annotated[bool, typer.Option(help="Replace a golden set made for other weights.")] = False,
 ) -> None:
     """Rewrite the golden set deterministically and print what changed."""
@@ -465,14 +501,12 @@ def golden_record(
     artifacts: Annotated[Path, typer.Option(help="Folder holding the very artifact the set was made with.")] = Path(
         "artifacts"
     ),
-    data: Annotated[Path | None, typer.Option(help="FER2013 (default: $XEMOTION_DATA).")] = None,
-    golden: Annotated[Path | None, typer.Option(help="Golden folder (default: the repository's golden/).")] = None,
+    golden: Annotated[Path | None, typer.Option(help="Golden folder (default: the installed golden set).")] = None,
 ) -> None:
     """Add a kernel set's own int8 outputs (a board's NPU delegate) as a drift baseline for `verify`."""
-    from .data import load_fer2013
     from .golden import record
 
-    summary = record(artifacts, fmt, runtime, delegate=delegate, data=load_fer2013(data), directory=golden)
+    summary = record(artifacts, fmt, runtime, delegate=delegate, directory=golden)
     out.print_json(json.dumps(summary))
 
 
@@ -480,27 +514,17 @@ def golden_record(
 def golden_mirror(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for model.onnx + test_data_set_N.")],
     model: Annotated[Path | None, typer.Option(help="The .onnx to ship with it (default: shipped).")] = None,
-    data: Annotated[Path | None, typer.Option(help="FER2013, to add the real-face cases as set 1.")] = None,
+    golden: Annotated[Path | None, typer.Option(help="Golden folder (default: the installed golden set).")] = None,
 ) -> None:
     """Write the golden set in ONNX's backend-test layout, for onnx_test_runner on a board."""
-    from . import golden as G
-    from .data import load_fer2013, to_input
+    from .golden import mirror
     from .weights import default_onnx_path
 
-    gs = G.load()
-    fer = load_fer2013(data) if data else None
-    cases, imgs, notes = gs.images(fer)
-    x, y = to_input(imgs), gs.rows("fp32", cases)
-    s = ~G.real_faces(cases)
-    G.write_mirror(output, x[s], y[s], 0, model or default_onnx_path())
-    if (~s).any():
-        G.write_mirror(output, x[~s], y[~s], 1)
+    r = mirror(output, model or default_onnx_path(), golden)
     out.print(
-        f"wrote {output}: model.onnx, test_data_set_0 ({int(s.sum())} generated cases)"
-        + (f", test_data_set_1 ({int((~s).sum())} real faces)" if (~s).any() else "")
+        f"wrote {escape(str(output))}: model.onnx, test_data_set_0 ({r['generated_cases']} generated cases), "
+        f"test_data_set_1 ({r['real_faces']} real faces)"
     )
-    for note in notes:
-        err.print(f"[yellow]note:[/yellow] {escape(note)}")
 
 
 # ---------------------------------------------------------------------------------------------- bench

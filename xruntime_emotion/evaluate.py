@@ -1,19 +1,23 @@
-"""Score artifacts on a FER2013 split: accuracy, per-class precision/recall/F1, confusion matrix,
-deltas and argmax agreement against the first artifact, and the calibration-leakage guard."""
+"""Score artifacts on a FER2013 split: accuracy, per-class precision/recall/F1, confusion matrix, the
+calibration-leakage guard, and each int8 artifact against the fp32 artifact of the same weights
+(Δ, argmax agreement, and the rule int8 top-1 ≥ 99% of fp32 top-1)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .calibration import near_duplicates, shipped_sample
 from .data import FerData, Split, image_sha256, to_input
 from .errors import LeakageError
+from .fidelity import ACCURACY_RULE, accuracy_ratio
+from .formats import FORMATS, Precision
+from .integrity import EXPORT_MANIFEST, TRAIN_MANIFEST, read_manifest, verify_sha256
 from .ir import LABELS
-from .runtimes import open_backend, predict_batched
+from .runtimes import file_kind, open_backend, predict_batched
 
 
 @dataclass
@@ -24,6 +28,7 @@ class Result:
     labels: np.ndarray
     predictions: np.ndarray
     leakage: dict[str, Any] = field(default_factory=dict)
+    identity: dict[str, Any] = field(default_factory=dict)  # format, precision, weights_sha256 (when known)
 
     @property
     def correct(self) -> int:
@@ -67,32 +72,80 @@ class Result:
                 "normalized_by_true": norm.round(4).tolist(),
             },
             "leakage": self.leakage,
+            **self.identity,
         }
 
 
-def calibration_hashes(artifact: Path) -> set[str]:
-    """Calibration image hashes recorded for ``artifact`` in the export manifest beside it."""
-    manifest = artifact.parent / "export_manifest.json"
-    if not manifest.is_file():
-        return set()
-    try:
-        data = json.loads(manifest.read_text())
-    except (OSError, json.JSONDecodeError):
-        return set()
-    for entry in data.get("artifacts", {}).values():
-        if entry.get("file") == artifact.name:
-            return set(entry.get("calibration", {}).get("image_sha256", []))
-    return set()
+def _export_entry(artifact: Path) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
+    """(format, entry, manifest) of ``artifact`` in the export manifest beside it, if it is listed there."""
+    path = artifact.parent / EXPORT_MANIFEST
+    if not path.is_file():
+        return None
+    m = read_manifest(path)  # a manifest that cannot be read is an error, never "no calibration"
+    for name, entry in (m.get("artifacts") or {}).items():
+        if isinstance(entry, dict) and entry.get("file") == artifact.name:
+            return name, entry, m
+    return None
 
 
-def check_leakage(artifact: Path, split_hashes: set[str], split: str, allow_overlap: bool) -> dict[str, Any]:
-    calib = calibration_hashes(artifact)
-    overlap = len(calib & split_hashes)
-    info = {"calibration_images": len(calib), "overlap_with_split": overlap, "split": split}
+def identity(artifact: Path) -> dict[str, Any]:
+    """What the artifact is: its format, precision and weights, from its manifest or, for weights, itself."""
+    listed = _export_entry(artifact)
+    if listed:
+        name, entry, m = listed
+        verify_sha256(artifact, str(entry.get("sha256", "")), str(artifact.parent / EXPORT_MANIFEST))
+        return {"format": name, "precision": entry.get("precision"), "weights_sha256": m.get("weights_sha256")}
+    train = artifact.parent / TRAIN_MANIFEST
+    if train.is_file():  # xemotion train's folder, or the shipped weights
+        m = read_manifest(train)
+        w, shipped = m.get("weights") or {}, m.get("shipped") or {}
+        if artifact.name in (w.get("npz"), w.get("deepface_h5"), shipped.get("onnx")):
+            fmt = "onnx" if artifact.name == shipped.get("onnx") else "keras"
+            return {"format": fmt, "precision": Precision.FP32.value, "weights_sha256": w.get("weights_sha256")}
+    if file_kind(artifact) in (".npz", ".h5"):
+        from .ir import ModelIR
+
+        return {
+            "format": "keras",
+            "precision": Precision.FP32.value,
+            "weights_sha256": ModelIR.load(artifact).weights_sha256,
+        }
+    return {}
+
+
+def calibration_images(artifact: Path, data: FerData) -> tuple[set[str], np.ndarray]:
+    """The calibration image hashes recorded for ``artifact``, and the images among them found in
+    ``data`` or in the shipped sample (for the near-duplicate check)."""
+    listed = _export_entry(artifact)
+    hashes = set(listed[1].get("calibration", {}).get("image_sha256", [])) if listed else set()
+    if not hashes:
+        return hashes, np.zeros((0, 48, 48), np.uint8)
+    pool = {image_sha256(im): im for im in shipped_sample().images}
+    found = [pool[h] for h in hashes if h in pool]
+    if len(found) < len(hashes):
+        by_hash = {image_sha256(im): im for im in data.images}
+        found += [by_hash[h] for h in hashes if h not in pool and h in by_hash]
+    return hashes, np.array(found, dtype=np.uint8).reshape(-1, 48, 48)
+
+
+def check_leakage(artifact: Path, data: FerData, images: np.ndarray, split: str, allow_overlap: bool) -> dict[str, Any]:
+    """Refuse to score an artifact calibrated on faces of ``split``: the same images, or near-duplicates."""
+    hashes, calib = calibration_images(artifact, data)
+    exact = len(hashes & {image_sha256(im) for im in images}) if hashes else 0
+    near = int(near_duplicates(calib, images).sum()) if len(calib) else 0
+    overlap = max(exact, near)
+    info = {
+        "calibration_images": len(hashes),
+        "checked_for_near_duplicates": len(calib),
+        "overlap_with_split": overlap,
+        "exact_overlap": exact,
+        "split": split,
+    }
     if overlap and not allow_overlap:
         raise LeakageError(
-            f"{artifact.name}: {overlap} of its {len(calib)} calibration images are in {split}; its score there would "
-            "be biased (re-export calibrated on Training, or pass --allow-overlap to report it flagged)"
+            f"{artifact.name}: {overlap} of its {len(hashes)} calibration images are in {split} or near-duplicates of "
+            "its faces; its score there would be biased (re-export calibrated on Training, or pass --allow-overlap "
+            "to report it flagged)"
         )
     return info
 
@@ -108,27 +161,57 @@ def evaluate(
     split = Split(split)
     images, labels = data.split(split)
     x = to_input(images)
-    hashes = {image_sha256(im) for im in images}
+    paths = [Path(p) for p in artifacts]
+    names = [p.name for p in paths]
     results = []
-    for path in artifacts:
-        leak = check_leakage(Path(path), hashes, split.value, allow_overlap)
+    for path, name in zip(paths, names):
+        leak = check_leakage(path, data, images, split.value, allow_overlap)
         backend = open_backend(path, runtime)
         pred = predict_batched(backend, x).argmax(1)
-        results.append(Result(Path(path).name, backend.runtime, split.value, labels, pred, leak))
+        name = name if names.count(name) == 1 else str(path)  # results are keyed by name: keep them apart
+        results.append(Result(name, backend.runtime, split.value, labels, pred, leak, identity(path)))
     return results
 
 
+def baseline(r: Result, results: list[Result]) -> Result | None:
+    """The fp32 result of the same weights ``r`` is compared with: for int8, its own fp32 format first
+    (onnx-int8 → onnx, tflite-int8 → tflite-fp32); for fp32, the first fp32 result of those weights."""
+    weights = r.identity.get("weights_sha256")
+    same = [b for b in results if weights and b.identity.get("weights_sha256") == weights]
+    fp32 = [b for b in same if b.identity.get("precision") == Precision.FP32.value]
+    if r.identity.get("precision") == Precision.FP32.value:
+        return fp32[0] if fp32 else None
+    fmt = FORMATS.get(r.identity.get("format", ""))
+    twin = [b for b in fp32 if fmt and b.identity.get("format") == fmt.baseline]
+    return (twin or fp32 or [None])[0]
+
+
 def comparison(results: list[Result]) -> dict[str, Any]:
-    """Deltas and argmax agreement of each artifact against the first."""
-    base = results[0]
-    return {
-        r.name: {
-            "accuracy": r.accuracy,
-            "delta_pp": 100 * (r.accuracy - base.accuracy),
-            "argmax_agreement": float((r.predictions == base.predictions).mean()),
-        }
-        for r in results
-    }
+    """Each artifact against its fp32 baseline (named); int8 artifacts judged by the 99%-of-fp32 rule."""
+    out: dict[str, Any] = {}
+    for r in results:
+        b = baseline(r, results)
+        row: dict[str, Any] = {"accuracy": r.accuracy, "baseline": b.name if b else None}
+        if b is not None:
+            row.update(
+                delta_pp=100 * (r.accuracy - b.accuracy),
+                argmax_agreement=float((r.predictions == b.predictions).mean()),
+            )
+        if r.identity.get("precision") == Precision.INT8.value:
+            rule = ACCURACY_RULE["min_ratio_of_fp32_top1"]
+            if b is None:
+                row["int8_rule"] = {"status": "not judged", "reason": "no fp32 artifact of the same weights evaluated"}
+            else:
+                ratio = accuracy_ratio(r.accuracy, b.accuracy)
+                row["int8_rule"] = {
+                    "status": "passed" if ratio >= rule else "failed",
+                    "ratio_of_fp32_top1": ratio,
+                    "min_ratio": rule,
+                    "baseline": b.name,
+                    "source": ACCURACY_RULE["source"],
+                }
+        out[r.name] = row
+    return out
 
 
 def plot_confusion(results: list[Result], path: Path) -> Path:

@@ -25,6 +25,7 @@ class Format:
     calibrated: bool = False
     fixed_batch: int | None = None  # NPU artifacts are batch 1
     description: str = ""
+    baseline: str | None = None  # int8: the fp32 format its accuracy is judged against
 
 
 FORMATS: dict[str, Format] = {
@@ -41,6 +42,7 @@ FORMATS: dict[str, Format] = {
             "onnxruntime",
             calibrated=True,
             description="ONNX QDQ: uint8 activations, int8 per-channel weights",
+            baseline="onnx",
         ),
         Format("tflite-fp32", "emotion_float32.tflite", Precision.FP32, "litert", description="TFLite float32"),
         Format(
@@ -50,6 +52,7 @@ FORMATS: dict[str, Format] = {
             "litert",
             calibrated=True,
             description="TFLite full integer, uint8 input, float32 output (NXP's recipe)",
+            baseline="tflite-fp32",
         ),
         Format(
             "vela",
@@ -59,6 +62,7 @@ FORMATS: dict[str, Format] = {
             calibrated=True,
             fixed_batch=1,
             description="tflite-int8 (batch 1) compiled by Vela for the Ethos-U65",
+            baseline="tflite-fp32",
         ),
     )
 }

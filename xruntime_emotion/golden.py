@@ -1,21 +1,23 @@
 """The golden set: inputs, expected outputs and tolerances that `verify` checks every artifact against.
 
-Layout of ``golden/`` (repo root; the package carries a copy of the manifest):
-- ``manifest.json``: schema, weights sha256, IR hash, generator versions, tolerances with reasons,
-  and every case (name, kind, sha256 of its uint8 pixels, FER2013 row where it has one);
+Layout of ``golden/`` (repo root; the wheel carries it whole as ``xruntime_emotion/golden_set``):
+- ``manifest.json``: schema, weights sha256, IR hash, generator versions, tolerances with reasons and
+  sources, and every case (name, kind, sha256 of its uint8 pixels, FER2013 row where it has one);
+- ``faces.npz``: the real faces' uint8 pixels (NXP's test.jpg and every 7th FER2013 PrivateTest row),
+  so that `verify` needs no data set; research use only, as FER2013 itself;
 - ``expected.npz``: fp32 expectations (NumPy IR reference, cross-checked with Keras) for all cases,
   and each int8 artifact's own outputs, recorded when the set is made on every kernel set in
   ``RECORDINGS`` (key ``int8:FORMAT@RUNTIME``): the same int8 file rounds differently under XNNPACK
   and under TFLite's builtin kernels, and a correct runtime matches one of them;
 - ``onnx/test_data_set_0/{input_0,output_0}.pb``: the generated cases in ONNX's backend-test layout.
-Real faces (NXP's test.jpg, FER2013 PrivateTest rows) are referenced by pixel sha256 and read from
-$XEMOTION_DATA at check time; their pixels are never stored here.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.resources
 import json
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +26,13 @@ from typing import Any
 import numpy as np
 
 from ._version import __version__
-from .data import FerData, Split, data_root, image_sha256, load_fer2013
+from .data import FerData, Split, data_root, image_sha256
 from .errors import ConformanceError, DataError
+from .fidelity import Int8Rule
 from .ir import ModelIR
 from .synthetic import synthetic_cases
 
-SCHEMA = 2
+SCHEMA = 3
 SYNTHETIC_SEED = 0
 FER_STRIDE = 7  # every 7th PrivateTest row: 513 faces, fixed by index
 HAPPY = "nxp_test_jpg"
@@ -41,10 +44,9 @@ TOLERANCES: dict[str, dict[str, Any]] = {
         "reason": "float32 kernels differ from the float64 reference only by rounding (~1e-7 seen)",
     },
     "int8_vs_fp32": {
-        "min_argmax_agreement": 0.98,
-        "max_abs_dp": 0.1,
-        "happy_argmax": True,
-        "reason": "8-bit quantization moves probabilities; on real faces it must keep the decision and stay close",
+        **Int8Rule().to_json(),
+        "reason": "8-bit quantization moves probabilities; on real faces it must keep every clear decision "
+        "and stay close (xruntime_emotion.fidelity)",
     },
     "int8_vs_self": {
         "max_steps": 2,
@@ -57,12 +59,19 @@ TOLERANCES: dict[str, dict[str, Any]] = {
 }
 
 
-def golden_dir() -> Path:
-    """golden/ beside the package in a checkout; set $XEMOTION_GOLDEN to use another."""
-    import os
+PACKAGED = "golden_set"  # where the wheel carries golden/ (setup.py copies it at build time)
+FACES = "faces.npz"
 
+
+def golden_dir() -> Path:
+    """The installed golden set; in a source checkout, its golden/; $XEMOTION_GOLDEN overrides both."""
     env = os.environ.get("XEMOTION_GOLDEN")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "golden"
+    if env:
+        return Path(env)
+    packaged = importlib.resources.files("xruntime_emotion").joinpath(PACKAGED)
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[1] / "golden"
 
 
 @dataclass(frozen=True)
@@ -77,30 +86,24 @@ class Case:
 class GoldenSet:
     manifest: dict[str, Any]
     expected: dict[str, np.ndarray]
+    faces: dict[str, np.ndarray]  # real faces' uint8 pixels by case name
 
     @property
     def cases(self) -> list[Case]:
         return [Case(**c) for c in self.manifest["cases"]]
 
-    def images(self, data: FerData | None = None) -> tuple[list[Case], np.ndarray, list[str]]:
-        """The cases whose pixels are at hand, their uint8 images, and why others were left out."""
+    def images(self) -> tuple[list[Case], np.ndarray]:
+        """Every case and its uint8 image, each checked against its sha256."""
         synth = dict(synthetic_cases(SYNTHETIC_SEED))
-        notes: list[str] = []
-        if data is None:
-            try:
-                data = load_fer2013()
-            except DataError as exc:
-                notes.append(f"real faces skipped: {exc}")
-        picked, imgs = [], []
-        for c in self.cases:
-            img = synth.get(c.name) if c.kind == "synthetic" else (data.images[c.row] if data is not None else None)
+        cases, imgs = self.cases, []
+        for c in cases:
+            img = synth.get(c.name) if c.kind == "synthetic" else self.faces.get(c.name)
             if img is None:
-                continue
+                raise ConformanceError(f"golden case {c.name}: its pixels are missing from the golden set")
             if image_sha256(img) != c.sha256:
-                raise ConformanceError(f"golden case {c.name}: pixels do not match their sha256 (wrong data?)")
-            picked.append(c)
+                raise ConformanceError(f"golden case {c.name}: pixels do not match their sha256 (corrupt golden set?)")
             imgs.append(img)
-        return picked, np.stack(imgs), notes
+        return cases, np.stack(imgs)
 
     def rows(self, key: str, cases: list[Case]) -> np.ndarray:
         index = {c.name: i for i, c in enumerate(self.cases)}
@@ -113,11 +116,14 @@ def load(directory: Path | None = None) -> GoldenSet:
         manifest = json.loads((d / "manifest.json").read_text())
         with np.load(d / "expected.npz", allow_pickle=False) as z:
             expected = {k: z[k] for k in z.files}
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
-        raise ConformanceError(f"no readable golden set in {d} ({exc}); run `xemotion golden regenerate`") from exc
-    if manifest.get("schema") != SCHEMA:
-        raise ConformanceError(f"golden schema {manifest.get('schema')} is not {SCHEMA}; regenerate it")
-    return GoldenSet(manifest, expected)
+        with np.load(d / FACES, allow_pickle=False) as z:
+            faces = dict(zip(z["names"].tolist(), z["images"]))
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
+        hint = "pass --golden DIR" if directory else "reinstall xemotion, or pass --golden DIR"
+        raise ConformanceError(f"no readable golden set in {d} ({exc}); {hint}") from exc
+    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
+        raise ConformanceError(f"{d}: golden schema is not {SCHEMA}; use the golden set of this xemotion version")
+    return GoldenSet(manifest, expected, faces)
 
 
 def real_faces(cases: list[Case]) -> np.ndarray:
@@ -131,8 +137,11 @@ def make_cases(data: FerData) -> tuple[list[Case], np.ndarray]:
         cases.append(Case(name, "synthetic", image_sha256(img)))
         imgs.append(img)
     happy = data.images[HAPPY_ROW]
-    nxp = data_root() / "nxp-deepface-emotion" / "test.jpg"
-    if nxp.is_file():
+    try:
+        nxp: Path | None = data_root() / "nxp-deepface-emotion" / "test.jpg"
+    except DataError:
+        nxp = None
+    if nxp is not None and nxp.is_file():
         from .preprocess import load_image
 
         if image_sha256(load_image(nxp)) != image_sha256(happy):
@@ -192,6 +201,23 @@ def write_mirror(directory: Path, x: np.ndarray, y: np.ndarray, set_index: int =
 
         write_bytes_atomic(directory / "model.onnx", model.read_bytes())
     return d
+
+
+def mirror(output: Path, model: Path, directory: Path | None = None) -> dict[str, Any]:
+    """`golden mirror`: ``model`` and the golden set in ONNX's backend-test layout, for onnx_test_runner.
+
+    test_data_set_0 holds the generated cases, test_data_set_1 the real faces.
+    """
+    from .data import to_input
+
+    gs = load(directory)
+    cases, imgs = gs.images()
+    x, y = to_input(imgs), gs.rows("fp32", cases)
+    real = real_faces(cases)
+    write_mirror(output, x[~real], y[~real], 0, model)
+    write_mirror(output, x[real], y[real], 1)
+    return {"output": str(output), "model": str(model), "generated_cases": int((~real).sum()),
+            "real_faces": int(real.sum())}  # fmt: skip
 
 
 def regenerate(
@@ -259,10 +285,12 @@ def regenerate(
             }
         manifest["int8"][fmt] = entry
     d.mkdir(parents=True, exist_ok=True)
+    faces = {c.name: img for c, img, r in zip(cases, imgs, real) if r}
+    write_npz(d / FACES, {"names": np.array(list(faces)), "images": np.stack(list(faces.values()))})
     write_npz(d / "expected.npz", expected)
     write_text_atomic(d / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     write_mirror(d / "onnx", x[~real], expected["fp32"][~real])
-    return _summary(old, GoldenSet(manifest, expected))
+    return _summary(old, GoldenSet(manifest, expected, faces))
 
 
 def _record_outputs(path: Path, runtime: str, delegate: str | None, x: np.ndarray) -> np.ndarray:
@@ -278,7 +306,6 @@ def record(
     runtime: str,
     *,
     delegate: str | None = None,
-    data: FerData | None = None,
     directory: Path | None = None,
 ) -> dict[str, Any]:
     """Add one more kernel set's int8 outputs (a board's delegate, say) to an existing golden set.
@@ -302,9 +329,7 @@ def record(
         raise ConformanceError(
             f"{path} is not the {fmt} file this golden set was made with (sha256 {entry['artifact_sha256'][:12]}…)"
         )
-    cases, imgs, notes = gs.images(data)
-    if len(cases) != len(gs.cases):
-        raise ConformanceError(f"recording needs every golden case; {'; '.join(notes) or 'some are missing'}")
+    cases, imgs = gs.images()
     name = runtime + (f"+{Path(delegate).name}" if delegate else "")
     expected = dict(gs.expected)
     expected[int8_key(fmt, name)] = _record_outputs(path, runtime, delegate, to_input(imgs))

@@ -32,7 +32,7 @@ def verify_sha256(path: str | Path, expected: str, source: str = "its manifest")
     return path
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_manifest(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -48,7 +48,7 @@ def entries(folder: str | Path) -> dict[str, tuple[str, str, Path]]:
     out: dict[str, tuple[str, str, Path]] = {}
     train = folder / TRAIN_MANIFEST
     if train.is_file():
-        m = _read(train)
+        m = read_manifest(train)
         w, shipped = m.get("weights") or {}, m.get("shipped") or {}
         for name, section, file_key, sha_key in (
             ("weights", w, "npz", "npz_sha256"),
@@ -59,7 +59,7 @@ def entries(folder: str | Path) -> dict[str, tuple[str, str, Path]]:
                 out[name] = (str(section[file_key]), str(section[sha_key]), train)
     export = folder / EXPORT_MANIFEST
     if export.is_file():
-        artifacts = _read(export).get("artifacts") or {}
+        artifacts = read_manifest(export).get("artifacts") or {}
         for name, entry in artifacts.items() if isinstance(artifacts, dict) else ():
             if isinstance(entry, dict) and entry.get("file") and entry.get("sha256"):
                 out[name] = (str(entry["file"]), str(entry["sha256"]), export)
