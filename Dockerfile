@@ -3,11 +3,11 @@
 # docker/constraints.txt and installed from binary wheels, so no stage has a compiler.
 #
 #   docker build --target export -t xemotion-export .
-#       TensorFlow, tf2onnx, LiteRT, Vela and OpenCV: export every artifact and verify them
-#       (FER2013 mounted at /data for int8 calibration and the real-face cases; --user lets the
-#       container write into your folders):
-#   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD/data:/data:ro" -v "$PWD:/work" xemotion-export export --all
-#   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD/data:/data:ro" -v "$PWD:/work" xemotion-export verify
+#       TensorFlow, tf2onnx, LiteRT, Vela and OpenCV: export every artifact and verify them (the
+#       wheel carries the golden set and the int8 calibration sample; --user lets the container
+#       write into your folders; mount FER2013 at /data only for `evaluate`):
+#   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD:/work" xemotion-export export --all
+#   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD:/work" xemotion-export verify
 #
 #   docker build -t xemotion .
 #       the runtime (default target): onnxruntime, the shipped model and OpenCV's face detector;
@@ -24,7 +24,7 @@ RUN groupadd --gid 10001 xemotion \
     && useradd --no-log-init --create-home --uid 10001 --gid 10001 xemotion \
     && install -d -o 10001 -g 10001 /work
 
-# The sdist and the wheel, built from the checkout (the wheel carries golden/manifest.json).
+# The sdist and the wheel, built from the checkout (the wheel carries golden/ as xruntime_emotion/golden_set).
 FROM base AS wheel
 WORKDIR /src
 COPY . .
@@ -35,9 +35,7 @@ FROM base AS export
 RUN --mount=type=bind,from=wheel,source=/dist,target=/mnt/dist \
     --mount=type=bind,source=docker,target=/mnt/docker \
     bash /mnt/docker/install.sh export /opt/venv /mnt/dist/xemotion-*.whl
-COPY golden/ /opt/xemotion/golden/
-ENV XEMOTION_DATA=/data \
-    XEMOTION_GOLDEN=/opt/xemotion/golden
+ENV XEMOTION_DATA=/data
 USER 10001:10001
 WORKDIR /work
 RUN --mount=type=bind,source=docker,target=/mnt/docker \

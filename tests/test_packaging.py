@@ -1,13 +1,16 @@
-"""Release packaging: the built wheel carries the model, installs into a fresh TensorFlow-free venv, and predicts.
+"""Release packaging: the built wheel carries the model, the golden set and the calibration sample, installs into
+a fresh TensorFlow-free venv and predicts; with the export extras, the README's main job runs on a fresh machine.
 
-The sdist, wheel and venv come from docker/install.sh: the same steps as the Dockerfile's runtime stage.
-pip fetches the pinned runtime dependencies (onnxruntime, numpy, ...), so this takes a minute or so.
+The sdist, wheel and venvs come from docker/install.sh: the same steps as the Dockerfile's stages.
+pip fetches the pinned dependencies (from its cache where it has them), so this takes a few minutes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -24,7 +27,7 @@ from xruntime_emotion.data import FerData
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "docker" / "install.sh"
-GOLDEN_MANIFEST = ROOT / "golden" / "manifest.json"
+GOLDEN = ROOT / "golden"
 FACE_ROW = 32414  # a PrivateTest row: NXP's test.jpg, a happy face
 
 
@@ -80,8 +83,12 @@ def test_wheel_carries_the_model_and_no_tensorflow_dependency(dist: Path, wheel:
         assert "xruntime_emotion/py.typed" in names and "exporters/pipeline.py" in names
         if (ROOT / "xruntime_emotion" / "weights" / "manifest.json").is_file():
             assert "xruntime_emotion/weights/manifest.json" in names
-        if GOLDEN_MANIFEST.is_file():  # golden/ is optional until the golden set is committed
-            assert z.read("xruntime_emotion/golden_manifest.json") == GOLDEN_MANIFEST.read_bytes()
+        golden = sorted(p for p in GOLDEN.rglob("*") if p.is_file())
+        assert len(golden) >= 5
+        for p in golden:  # one source of truth: the wheel's golden set is golden/, byte for byte
+            assert z.read(f"xruntime_emotion/golden_set/{p.relative_to(GOLDEN)}") == p.read_bytes(), p
+        sample = "xruntime_emotion/samples/fer2013_training_sample.npz"
+        assert z.read(sample) == (ROOT / sample).read_bytes()
         meta = Parser().parsestr(z.read(f"xemotion-{__version__}.dist-info/METADATA").decode())
     assert meta["Version"] == __version__
     base = [r for r in meta.get_all("Requires-Dist") or [] if "extra ==" not in r]
@@ -90,7 +97,9 @@ def test_wheel_carries_the_model_and_no_tensorflow_dependency(dist: Path, wheel:
     sdists = list(dist.glob("xemotion-*.tar.gz"))
     assert len(sdists) == 1
     with tarfile.open(sdists[0]) as t:
-        assert f"xemotion-{__version__}/xruntime_emotion/weights/emotion_float32.onnx" in t.getnames()
+        names = t.getnames()
+        assert f"xemotion-{__version__}/xruntime_emotion/weights/emotion_float32.onnx" in names
+        assert f"xemotion-{__version__}/golden/faces.npz" in names
 
 
 def test_fresh_venv_has_no_tensorflow(venv: Path, tmp_path: Path) -> None:
@@ -125,3 +134,55 @@ def test_install_script_check(venv: Path, tmp_path: Path) -> None:
     """What the runtime image runs at build time (predict, and --detect's install hint without OpenCV)."""
     r = run("bash", SCRIPT, "check", "runtime", venv, cwd=tmp_path)
     assert "install.sh check runtime: ok" in r.stdout
+
+
+# ------------------------------------------------------------------------------------- a fresh machine
+def main_job() -> list[str]:
+    """The README's main-job commands (its first bash block under "## The main job"), minus the install line."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"## The main job\n.*?```bash\n(.*?)```", text, re.S)
+    assert block, "README has no main-job block"
+    lines = [line.split("#", 1)[0].strip() for line in block.group(1).splitlines()]
+    return [line for line in lines if line and not line.startswith("pip install")]
+
+
+@pytest.fixture(scope="module")
+def export_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    where = tmp_path_factory.mktemp("export-venv")
+    run("bash", SCRIPT, "export", where / "v", wheel, cwd=where)
+    return where / "v"
+
+
+def test_main_job_on_a_fresh_machine(export_venv: Path, tmp_path: Path) -> None:
+    """The wheel with the export extras, no FER2013, an empty HOME: the README's main job, as written."""
+    from xruntime_emotion.golden import HAPPY, load
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    Image.fromarray(load().faces[HAPPY]).save(work / "face.jpg", quality=95)
+    env = {k: v for k, v in clean_env().items() if not k.startswith("XEMOTION_")}
+    env.update(HOME=str(home), PATH=f"{export_venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")
+
+    def sh(command: str) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run(["bash", "-c", command], cwd=work, env=env, capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, f"{command}: exit {r.returncode}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+        return r
+
+    commands = main_job()
+    assert commands[:2] == ["xemotion export --all -o artifacts", "xemotion verify --artifacts artifacts"], commands
+    results = [sh(c) for c in commands]
+    verify = results[1].stdout
+    assert re.search(r"verify: (\d+) pairs passed, 0 failed", verify), verify
+    for pair in ("onnx × onnxruntime", "onnx-int8 × onnxruntime", "tflite-fp32 × litert", "tflite-int8 × litert",
+                 "tflite-int8 × litert-builtin", "keras × keras"):  # fmt: skip
+        assert re.search(rf"{re.escape(pair)}\s+│ ✓ passed", verify), (pair, verify)
+    assert "575 cases" in verify and "514 of them real faces" in verify and "vela × Ethos-U NPU" in verify
+    predict = shlex.split(commands[2])
+    assert predict[:2] == ["xemotion", "predict"] and "happy" in results[2].stdout
+    # int8 alone, and the golden set for a board
+    sh("xemotion export --format tflite-int8 -o alone && test -f alone/emotion_uint8_float32.tflite")
+    mirror = sh("xemotion golden mirror -o mirror").stdout
+    assert "test_data_set_1 (514 real faces)" in mirror
+    assert sorted(p.name for p in (work / "mirror").iterdir()) == ["model.onnx", "test_data_set_0", "test_data_set_1"]
+    assert not any(home.iterdir()), list(home.iterdir())  # nothing cached, downloaded or written to HOME

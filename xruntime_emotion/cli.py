@@ -112,7 +112,7 @@ def export(
             via = "ir"
     ir = _load_ir(weights)
     try:
-        from exporters.context import ExportContext, ExportOptions, calibration_sample
+        from exporters.context import ExportContext, ExportOptions
         from exporters.pipeline import export as run_export
     except ImportError as exc:  # pragma: no cover - exporters ship in the same wheel
         raise XEmotionError(f"the exporters package is missing ({exc})") from exc
