@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from xruntime_emotion.onnx_ir import finish
+
 from .context import ExportContext
 
 PRODUCER = "onnxruntime.quantization"
@@ -48,9 +50,7 @@ def export(ctx: ExportContext, fp32: bytes) -> bytes:
         import onnx
 
         proto = onnx.load(str(dst))
-        from .onnx_tf2onnx import finish
-
-        return bytes(finish(proto, ctx, PRODUCER).SerializeToString())
+        return bytes(finish(proto, ctx.ir, PRODUCER).SerializeToString())
 
 
 def settings(ctx: ExportContext) -> dict[str, Any]:

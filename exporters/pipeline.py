@@ -1,12 +1,14 @@
 """Export: IR -> artifacts, each validated against the IR reference before it is renamed into place.
 
-Formats are rows of ``PRODUCERS``; every artifact goes to a temporary file in the output folder,
-is opened by its own runtime and compared with the NumPy reference, and only then renamed. A
-failed validation leaves nothing behind. One ``export_manifest.json`` records every artifact.
+Formats are rows of the catalog (``xruntime_emotion.formats``), each naming its producer. Every
+artifact goes to a temporary file in the output folder, is opened by its own runtime and compared
+with the NumPy reference, and only then renamed: a failed validation leaves nothing behind. One
+``export_manifest.json`` records every artifact.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,17 +19,25 @@ import numpy as np
 
 from xruntime_emotion import __version__
 from xruntime_emotion.atomic import atomic_path, write_text_atomic
-from xruntime_emotion.data import to_input
+from xruntime_emotion.calibration import (
+    DEFAULT_SEED,
+    DEFAULT_SIZE,
+    Calibration,
+    calibration_sample,
+    shipped_sample,
+)
+from xruntime_emotion.data import load_fer2013, to_input
 from xruntime_emotion.errors import ExportError, XEmotionError
 from xruntime_emotion.fidelity import Int8Rule, judge_int8
-from xruntime_emotion.formats import FORMATS, IR_ONNX_FILENAME, Format, Precision
+from xruntime_emotion.formats import FORMATS, Format, Precision, exported_formats, get_target
+from xruntime_emotion.integrity import EXPORT_MANIFEST, read_manifest
 from xruntime_emotion.ir import ModelIR, sha256_file
-from xruntime_emotion.runtimes import RUNTIMES
+from xruntime_emotion.runtimes import RUNTIMES, open_backend
 from xruntime_emotion.synthetic import synthetic_inputs
 
-from .context import ExportContext
+from .context import ExportContext, ExportOptions
 
-MANIFEST = "export_manifest.json"
+MANIFEST = EXPORT_MANIFEST
 FP32_TOLERANCE = 1e-5
 INT8_RULE = Int8Rule()  # the rule `verify` applies on the golden faces, here on held-out Training faces
 
@@ -39,62 +49,143 @@ class Made:
     details: dict[str, Any]
 
 
-def _onnx(ctx: ExportContext) -> Made:
-    via = ctx.options.onnx_via
+def resolve_via(via: str) -> str:
+    """The ONNX producer ``via`` names: ``auto`` is tf2onnx where TensorFlow is installed, else the IR emitter."""
+    if via not in ("auto", "tf2onnx", "ir"):
+        raise ExportError(f"--via must be auto, tf2onnx or ir, got {via!r}")
     if via == "auto":
-        via = "tf2onnx" if RUNTIMES["keras"].available() else "ir"
-    if via not in ("tf2onnx", "ir"):
-        raise ExportError(f"--via must be tf2onnx, ir or auto, got {via!r}")
+        return "tf2onnx" if RUNTIMES["keras"].available() else "ir"
+    return via
 
+
+def _onnx_bytes(ctx: ExportContext, via: str) -> Made:
     def make() -> Made:
         if via == "ir":
-            from . import onnx_ir as mod
-        else:
-            from . import onnx_tf2onnx as mod  # type: ignore[no-redef]
+            from xruntime_emotion.onnx_ir import PRODUCER, model_proto
+
+            return Made(model_proto(ctx.ir, ctx.options.opset, ctx.options.fixed_batch).SerializeToString(),
+                        PRODUCER, {"opset": ctx.options.opset})  # fmt: skip
+        from . import onnx_tf2onnx as mod
+
         return Made(mod.export(ctx), mod.PRODUCER, {"opset": ctx.options.opset})
 
     return ctx.cached(f"onnx:{via}", make)
 
 
-def _onnx_int8(ctx: ExportContext) -> Made:
+def make_onnx(ctx: ExportContext) -> Made:
+    return _onnx_bytes(ctx, "tf2onnx")
+
+
+def make_onnx_ir(ctx: ExportContext) -> Made:
+    return _onnx_bytes(ctx, "ir")
+
+
+def make_onnx_int8(ctx: ExportContext) -> Made:
     from . import onnx_int8
 
-    return Made(onnx_int8.export(ctx, _onnx(ctx).data), onnx_int8.PRODUCER, onnx_int8.settings(ctx))
+    fp32 = _onnx_bytes(ctx, resolve_via(ctx.options.onnx_via)).data
+    return Made(onnx_int8.export(ctx, fp32), onnx_int8.PRODUCER, onnx_int8.settings(ctx))
 
 
-def _tflite_fp32(ctx: ExportContext) -> Made:
+def make_tflite_fp32(ctx: ExportContext) -> Made:
     from . import tflite
 
     return Made(tflite.export_fp32(ctx), tflite.PRODUCER, {})
 
 
-def _tflite_int8(ctx: ExportContext) -> Made:
+def make_tflite_int8(ctx: ExportContext) -> Made:
     from . import tflite
 
     return Made(tflite.export_int8(ctx), tflite.PRODUCER, {"granularity": ctx.options.granularity})
 
 
-def _vela(ctx: ExportContext) -> Made:
+def make_vela(ctx: ExportContext) -> Made:
     from . import vela
 
     data, report = vela.export(ctx)
     return Made(data, vela.PRODUCER, {"vela": report})
 
 
-PRODUCERS: dict[str, Callable[[ExportContext], Made]] = {
-    "onnx": _onnx,
-    "onnx-int8": _onnx_int8,
-    "tflite-fp32": _tflite_fp32,
-    "tflite-int8": _tflite_int8,
-    "vela": _vela,
-}
+def producer(fmt: Format) -> Callable[[ExportContext], Made]:
+    """The function a catalog row names as its producer ("module:function"), imported now."""
+    module, _, name = fmt.producer.partition(":")
+    if not module or not name:
+        raise ExportError(f"{fmt.name} has no exporter; choose from {', '.join(exported_formats())}")
+    fn: Callable[[ExportContext], Made] = getattr(importlib.import_module(module), name)
+    return fn
+
+
+def rows(formats: list[str], via: str = "auto") -> list[Format]:
+    """The catalog rows for ``formats``; ``onnx`` becomes the IR-made ``onnx-ir`` when ``via`` resolves to ir."""
+    unknown = [f for f in formats if f not in FORMATS or not FORMATS[f].producer]
+    if unknown:
+        raise ExportError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(exported_formats())}")
+    resolved = resolve_via(via)
+    out: list[Format] = []
+    for f in formats:
+        variants = [r for r in FORMATS.values() if r.via and (r.name == f or r.variant_of == f)]
+        row = next((r for r in variants if r.via == resolved), FORMATS[f])  # the file ``via``'s producer writes
+        if row not in out:
+            out.append(row)
+    return out
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one `export` writes, decided before any work: the rows, the options and the calibration sample."""
+
+    formats: tuple[str, ...]
+    options: ExportOptions
+    calibration: Calibration | None
+    notices: tuple[str, ...] = ()
+
+
+def plan(
+    formats: list[str] | None = None,
+    *,
+    all_formats: bool = False,
+    target: str | None = None,
+    via: str = "auto",
+    calib_data: str | Path | None = None,
+    calib_size: int = DEFAULT_SIZE,
+    calib_seed: int = DEFAULT_SEED,
+    **options: Any,
+) -> Plan:
+    """Formats from ``--format``/``--all``/``--target``, the ONNX producer, and the calibration sample:
+    the shipped one, or one drawn from ``calib_data`` (FER2013)."""
+    asked = list(formats or [])
+    if all_formats:
+        asked += [f for f in exported_formats() if f not in asked]
+    if target:
+        t = get_target(target)
+        asked += [f for f in t.formats if f not in asked]
+        options.setdefault("fixed_batch", t.fixed_batch)
+    if not asked:
+        raise ExportError("nothing to export: pass --format, --all or --target")
+    notices = []
+    resolved = resolve_via(via)
+    if via == "auto" and resolved == "ir" and "onnx" in asked:
+        notices.append("TensorFlow is not installed: ONNX is emitted straight from the IR (--via ir).")
+    names = tuple(r.name for r in rows(asked, resolved))
+    calibration = None
+    if any(FORMATS[f].calibrated for f in names):
+        if calib_data is not None:
+            calibration = calibration_sample(load_fer2013(calib_data), calib_size, calib_seed)
+        elif (calib_size, calib_seed) != (DEFAULT_SIZE, DEFAULT_SEED):
+            raise ExportError(
+                f"the shipped calibration sample is {DEFAULT_SIZE} images of seed {DEFAULT_SEED}; "
+                "pass --calib-data FER2013 to draw another"
+            )
+        else:
+            calibration = shipped_sample()
+    return Plan(names, ExportOptions(onnx_via=resolved, **options), calibration, tuple(notices))
 
 
 def validate(ctx: ExportContext, fmt: Format, path: Path) -> dict[str, Any]:
     """Run the artifact in its runtime and compare with the IR reference."""
-    if fmt.name == "vela":
-        return {"status": "skipped", "reason": "runs only on the Ethos-U delegate; its op list is checked instead"}
-    backend = RUNTIMES[fmt.runtime].open(path)
+    if not fmt.runs_on_host:
+        return {"status": "skipped", "reason": "runs only on its NPU delegate; its op list is checked instead"}
+    backend = open_backend(path, fmt.runtime, probe=False)  # made by this process a moment ago
     synth = to_input(synthetic_inputs())
     ref = ctx.ir.forward(synth)
     got = backend.predict(synth)
@@ -115,12 +206,6 @@ def validate(ctx: ExportContext, fmt: Format, path: Path) -> dict[str, Any]:
     return out
 
 
-def filename(fmt: Format, ctx: ExportContext) -> str:
-    if fmt.name == "onnx" and ctx.options.onnx_via == "ir":
-        return IR_ONNX_FILENAME
-    return fmt.filename
-
-
 def export(
     ctx: ExportContext,
     formats: list[str],
@@ -130,22 +215,20 @@ def export(
 ) -> dict[str, Any]:
     """Write each format into ``output`` (atomically, validated) and update the export manifest."""
     output = Path(output)
-    unknown = [f for f in formats if f not in PRODUCERS]
-    if unknown:
-        raise ExportError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(PRODUCERS)}")
-    for f in formats:
-        if FORMATS[f].calibrated:
-            ctx.require_calibration(f)
+    chosen = rows(formats, ctx.options.onnx_via)
+    for fmt in chosen:
+        if fmt.calibrated:
+            ctx.require_calibration(fmt.name)
     manifest = _load_manifest(output, ctx.ir)
-    for name in formats:
-        fmt = FORMATS[name]
+    for fmt in chosen:
+        make = producer(fmt)
         try:
-            made = PRODUCERS[name](ctx)
+            made = make(ctx)
         except XEmotionError:
             raise
         except Exception as exc:  # converter internals raise anything
-            raise ExportError(f"{name}: export failed ({type(exc).__name__}: {str(exc).strip()[:300]})") from exc
-        target = output / filename(fmt, ctx)
+            raise ExportError(f"{fmt.name}: export failed ({type(exc).__name__}: {str(exc).strip()[:300]})") from exc
+        target = output / fmt.filename
         with atomic_path(target) as tmp:
             tmp.write_bytes(made.data)
             report = validate(ctx, fmt, tmp)
@@ -161,12 +244,11 @@ def export(
             **made.details,
         }
         if fmt.calibrated:
-            entry["calibration"] = ctx.require_calibration(name).describe()
-        key = "onnx-ir" if target.name == IR_ONNX_FILENAME else name
-        manifest["artifacts"][key] = entry
+            entry["calibration"] = ctx.require_calibration(fmt.name).describe()
+        manifest["artifacts"][fmt.name] = entry
         write_text_atomic(output / MANIFEST, json.dumps(manifest, indent=1) + "\n")
         if on_done:
-            on_done(name, entry)
+            on_done(fmt.name, entry)
     return manifest
 
 
@@ -183,11 +265,15 @@ def _load_manifest(output: Path, ir: ModelIR) -> dict[str, Any]:
     path = output / MANIFEST
     if not path.is_file():
         return fresh
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return fresh
+    old = read_manifest(path)  # unreadable: one clear error, never silently replaced
     if old.get("weights_sha256") != ir.weights_sha256:
         return fresh
-    fresh["artifacts"] = {k: v for k, v in old.get("artifacts", {}).items() if (output / v.get("file", "")).is_file()}
+    entries = old.get("artifacts")
+    if not isinstance(entries, dict):
+        raise ExportError(f"{path}: 'artifacts' is not an object; remove the file to start afresh")
+    fresh["artifacts"] = {
+        k: v
+        for k, v in entries.items()
+        if isinstance(v, dict) and (output / Path(str(v.get("file", ""))).name).exists()
+    }
     return fresh

@@ -57,14 +57,13 @@ def int8_bytes(ctx: ExportContext, batch_size: int | None) -> bytes:
 
 def check_uint8_input(model: bytes) -> None:
     """The input must take raw pixels: uint8, scale 1/255, zero point 0."""
-    from xruntime_emotion.runtimes.litert import _interpreter_module
+    from xruntime_emotion.inspection import inspect_bytes
 
-    interp = _interpreter_module("litert").Interpreter(model_content=model)
-    d = interp.get_input_details()[0]
-    scale, zero = d["quantization"]
-    if d["dtype"].__name__ != "uint8" or zero != 0 or abs(scale * 255 - 1) > 1e-6:
+    d = inspect_bytes(model, "tflite").inputs[0]
+    scale, zero = (d.scale or (0.0,))[0], (d.zero_point or (0,))[0]
+    if d.dtype != "uint8" or zero != 0 or abs(scale * 255 - 1) > 1e-6:
         raise ExportError(
-            f"int8 input quantization is {d['dtype'].__name__} scale {scale} zero point {zero}, "
+            f"int8 input quantization is {d.dtype} scale {scale} zero point {zero}, "
             "expected uint8 1/255, 0: the calibration sample must contain pixels 0 and 255"
         )
 
@@ -74,8 +73,7 @@ def export_int8(ctx: ExportContext) -> bytes:
 
 
 def tflite_ops(model: bytes) -> list[str]:
-    """Builtin op names of a .tflite, as the interpreter reports them."""
-    from xruntime_emotion.runtimes.litert import _interpreter_module
+    """The file's own operator names (custom ops by their custom code), read from the flatbuffer."""
+    from xruntime_emotion.inspection import inspect_bytes
 
-    interp = _interpreter_module("litert").Interpreter(model_content=model)
-    return [op["op_name"] for op in interp._get_ops_details()]
+    return [op.op for op in inspect_bytes(model, "tflite").operators]

@@ -14,7 +14,7 @@ from typing import Any
 from xruntime_emotion.errors import ExportError, MissingDependencyError
 
 from .context import ExportContext
-from .tflite import int8_bytes
+from .tflite import int8_bytes, tflite_ops
 
 PRODUCER = "vela"
 # Ops that may stay outside the ethos-u custom op: the boundary conversions.
@@ -32,22 +32,6 @@ def vela_version(exe: str) -> str:
         raise MissingDependencyError(f"Vela ({exe}) is not installed; install it with: pip install 'xemotion[imx93]'")
     out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60)
     return out.stdout.strip() or out.stderr.strip()
-
-
-def tflite_op_names(model: bytes) -> list[str]:
-    """Operator names of a .tflite (custom ops by their custom code), read with Vela's schema."""
-    from ethosu.vela.tflite.BuiltinOperator import BuiltinOperator
-    from ethosu.vela.tflite.Model import Model
-
-    names = {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
-    m = Model.GetRootAsModel(model, 0)
-    codes = []
-    for i in range(m.OperatorCodesLength()):
-        c = m.OperatorCodes(i)
-        code = max(c.BuiltinCode(), c.DeprecatedBuiltinCode())
-        codes.append(c.CustomCode().decode() if c.CustomCode() else names.get(code, str(code)))
-    sg = m.Subgraphs(0)
-    return [codes[sg.Operators(i).OpcodeIndex()] for i in range(sg.OperatorsLength())]
 
 
 def compile_model(ctx: ExportContext) -> tuple[bytes, dict[str, Any]]:
@@ -78,7 +62,7 @@ def compile_model(ctx: ExportContext) -> tuple[bytes, dict[str, Any]]:
         compiled = (dd / "out" / "emotion_uint8_float32_vela.tflite").read_bytes()
         summaries = sorted((dd / "out").glob("*_summary_*.csv"))
         summary = _parse_summary(summaries[0]) if summaries else {}
-    ops = tflite_op_names(compiled)
+    ops = tflite_ops(compiled)
     cpu_ops = [op for op in ops if op != "ethos-u" and op not in ALLOWED_CPU_OPS]
     report = {
         "vela_version": version,

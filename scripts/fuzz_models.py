@@ -37,12 +37,10 @@ from typing import Any
 
 import numpy as np
 
-FILES = {
-    "onnx": "emotion_float32.onnx",
-    "onnx-int8": "emotion_int8.onnx",
-    "tflite-fp32": "emotion_float32.tflite",
-    "tflite-int8": "emotion_uint8_float32.tflite",
-}
+from xruntime_emotion.formats import FORMATS
+
+# every exported artifact kind that runs on a host CPU, by the catalog
+FILES = {f.name: f.filename for f in FORMATS.values() if f.exported and f.runs_on_host}
 INTERESTING = (0x00, 0xFF, 0x7F, 0x80, 0x01, 0xFE)
 # flip bits, overwrite bytes, truncate, duplicate a chunk, delete a chunk: in-place changes get past
 # the parsers' offset checks more often, so they come first
@@ -111,8 +109,7 @@ def _worker(probe: str) -> None:
         path = line.strip()
         answer: dict[str, Any] = {"outcome": "ran"}
         try:
-            threads: dict[str, Any] = {"num_threads": 1} if path.endswith(".tflite") else {"threads": 1}
-            clf = EmotionClassifier.from_file(path, probe=flag, **threads)
+            clf = EmotionClassifier.from_file(path, probe=flag, threads=1)
             clf.predict(faces)
             clf.predict(faces[1])
         except UnsafeModelError as exc:

@@ -87,6 +87,6 @@ def test_verify_runs_the_tflite_runtime_pairs(board_report: tuple[subprocess.Com
     assert int8["max_steps_by_recording"]["litert"] > 2  # XNNPACK rounds elsewhere: why two recordings
     assert int8["happy_label"] == "happy" and int8["cases"] >= 570
     # missing runtimes are skipped with their install hint, printed as such (not eaten as Rich markup)
-    for pair, extra in (("keras × keras", "export"), ("tflite-int8 × litert", "litert")):
+    for pair, extra in (("weights × keras", "export"), ("tflite-int8 × litert", "litert")):
         assert rows[pair]["status"] == "skipped" and f"xemotion[{extra}]" in rows[pair]["reason"]
         assert f"xemotion[{extra}]" in r.stdout

@@ -18,7 +18,7 @@ from xruntime_emotion.ir import ModelIR
 from xruntime_emotion.runtimes import RUNTIMES
 
 REQUIRED = {  # the pairs that must pass on a development machine and in CI
-    ("keras", "keras"), ("onnx", "onnxruntime"), ("onnx-ir", "onnxruntime"), ("onnx-int8", "onnxruntime"),
+    ("weights", "keras"), ("onnx", "onnxruntime"), ("onnx-ir", "onnxruntime"), ("onnx-int8", "onnxruntime"),
     ("tflite-fp32", "litert"), ("tflite-int8", "litert"),
 }  # fmt: skip
 
@@ -157,7 +157,7 @@ def test_perturbed_golden_fails_naming_the_case(
     ]  # fmt: skip
     assert perturbed and all(case in failed[p]["reason"] for p in perturbed), failed
     if not key.startswith("int8"):
-        assert {"keras × keras", "onnx × onnxruntime", "tflite-fp32 × litert"} <= set(perturbed)
+        assert {"weights × keras", "onnx × onnxruntime", "tflite-fp32 × litert"} <= set(perturbed)
     assert case in r.stdout
 
 
@@ -204,7 +204,7 @@ def test_regenerate_is_deterministic_and_guards_weights(
 def test_golden_record_adds_a_kernel_set_for_the_same_file_only(tmp_path: Path, full_artifacts: Path) -> None:
     """A board records its own kernel set (its NPU delegate) once; only for the artifact the set was made with."""
     from xruntime_emotion.data import to_input
-    from xruntime_emotion.runtimes import predict_batched
+    from xruntime_emotion.runtimes import open_backend, predict_batched
 
     d = _copy_golden(tmp_path)
     r = run_cli("golden", "record", "--runtime", "tensorflow", "--artifacts", str(full_artifacts), "--golden", str(d))
@@ -213,7 +213,7 @@ def test_golden_record_adds_a_kernel_set_for_the_same_file_only(tmp_path: Path, 
     recorded = G.recordings(gs, "tflite-int8")
     assert set(recorded) == {"litert", "litert-builtin", "tensorflow"}
     cases, imgs = gs.images()
-    own = predict_batched(RUNTIMES["tensorflow"].open(full_artifacts / "emotion_uint8_float32.tflite"), to_input(imgs))
+    own = predict_batched(open_backend(full_artifacts / "emotion_uint8_float32.tflite", "tensorflow"), to_input(imgs))
     np.testing.assert_array_equal(recorded["tensorflow"], own)
     entry = gs.manifest["int8"]["tflite-int8"]["recorded"]["tensorflow"]
     assert entry["argmax_agreement_with_fp32_on_real_faces"] > 0.9 and entry["delegate"] is None

@@ -175,7 +175,7 @@ def test_main_job_on_a_fresh_machine(export_venv: Path, tmp_path: Path) -> None:
     verify = results[1].stdout
     assert re.search(r"verify: (\d+) pairs passed, 0 failed", verify), verify
     for pair in ("onnx × onnxruntime", "onnx-int8 × onnxruntime", "tflite-fp32 × litert", "tflite-int8 × litert",
-                 "tflite-int8 × litert-builtin", "keras × keras"):  # fmt: skip
+                 "tflite-int8 × litert-builtin", "weights × keras"):  # fmt: skip
         assert re.search(rf"{re.escape(pair)}\s+│ ✓ passed", verify), (pair, verify)
     assert "575 cases" in verify and "514 of them real faces" in verify and "vela × Ethos-U NPU" in verify
     predict = shlex.split(commands[2])

@@ -27,11 +27,12 @@ from hypothesis.extra import numpy as hnp
 
 from xruntime_emotion import EmotionClassifier, ModelIR, safety
 from xruntime_emotion.errors import ImageError, IntegrityError, ModelFileError, UnsafeModelError, XEmotionError
+from xruntime_emotion.formats import FORMATS
 from xruntime_emotion.ir import sha256_file
 from xruntime_emotion.preprocess import MAX_PIXELS, load_image, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
-FUZZED = ["onnx", "tflite-fp32", "tflite-int8"]
+FUZZED = [f.name for f in FORMATS.values() if f.exported and f.runs_on_host]  # every host-run kind
 FUZZ_COUNT = 200
 
 

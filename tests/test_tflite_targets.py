@@ -86,9 +86,9 @@ def test_export_target_imx93_vela(tmp_path: Path, data_dir: Path) -> None:
     vela = m["artifacts"]["vela"]["vela"]
     assert vela["accelerator_config"] == "ethos-u65-256" and vela["estimated_inference_ms"] > 0
     assert vela["vela_version"] and vela["sram_used_kib"] > 0
-    from exporters.vela import tflite_op_names
+    from exporters.tflite import tflite_ops
 
-    ops = tflite_op_names((out / "emotion_uint8_float32_vela.tflite").read_bytes())
+    ops = tflite_ops((out / "emotion_uint8_float32_vela.tflite").read_bytes())
     assert "ethos-u" in ops and set(ops) <= {"ethos-u", "QUANTIZE", "DEQUANTIZE"}, ops
     # the NPU input model is fixed batch 1: no ops from a dynamic Flatten
     b1 = _ops(out / "emotion_uint8_float32.tflite")
@@ -133,7 +133,7 @@ def test_foreign_tflite_int8_input(tmp_path: Path, default_ir, fer, happy_jpg: P
 def test_classifier_from_tflite_threads_and_batches(artifacts: Path, fer) -> None:
     import concurrent.futures as cf
 
-    clf = EmotionClassifier.from_tflite(artifacts / "emotion_uint8_float32.tflite", num_threads=1)
+    clf = EmotionClassifier.from_tflite(artifacts / "emotion_uint8_float32.tflite", threads=1)
     faces = fer.split(Split.PRIVATE_TEST)[0][:64]
     seq = clf.predict(faces)
     with cf.ThreadPoolExecutor(4) as pool:
@@ -144,16 +144,15 @@ def test_classifier_from_tflite_threads_and_batches(artifacts: Path, fer) -> Non
 def test_litert_builtin_kernels_are_a_runtime_of_their_own(artifacts: Path, fer) -> None:
     """LiteRT without XNNPACK runs TFLite's builtin kernels; they round int8 differently from XNNPACK."""
     from xruntime_emotion.errors import XEmotionError
-    from xruntime_emotion.runtimes import RUNTIMES
 
     path = artifacts / "emotion_uint8_float32.tflite"
-    builtin, xnnpack = RUNTIMES["litert-builtin"].open(path), RUNTIMES["litert"].open(path)
+    builtin, xnnpack = open_backend(path, "litert-builtin"), open_backend(path, "litert")
     assert (builtin.runtime, xnnpack.runtime) == ("litert-builtin", "litert")
     x = to_input(fer.split(Split.PRIVATE_TEST)[0][:500])
     a, b = predict_batched(builtin, x), predict_batched(xnnpack, x)
     assert 0 < np.abs(a - b).max() and (a.argmax(1) == b.argmax(1)).mean() >= 0.95
     with pytest.raises(XEmotionError, match="kernels must be one of default, builtin"):
-        RUNTIMES["litert"].open(path, kernels="fast")
+        open_backend(path, "litert", probe=False, kernels="fast")
 
 
 def test_missing_delegate_is_one_clean_error(artifacts: Path, happy_jpg: Path, tmp_path: Path) -> None:

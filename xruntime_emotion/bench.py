@@ -34,6 +34,22 @@ class Job:
     keras: bool = False  # the DeepFace-style Keras baseline instead of an artifact
 
 
+def default_models(artifacts: Path) -> list[Path]:
+    """Bench's default rows: every exported kind that runs on a host CPU, from ``artifacts``; the
+    shipped ONNX where the folder has no ONNX of its own."""
+    from .formats import FORMATS
+    from .weights import default_onnx_path
+
+    paths = []
+    for f in FORMATS.values():
+        if f.exported and f.runs_on_host:
+            if (artifacts / f.filename).is_file():
+                paths.append(artifacts / f.filename)
+            elif f.filename == default_onnx_path().name:
+                paths.append(default_onnx_path())
+    return paths
+
+
 def _percentiles(samples: list[float]) -> dict[str, float]:
     a = np.array(samples) * 1e3
     return {"p50_ms": float(np.percentile(a, 50)), "p90_ms": float(np.percentile(a, 90)),
@@ -149,12 +165,9 @@ def clf_input(faces: np.ndarray) -> np.ndarray:
 
 
 def _keras_row(job: Job, t0: float) -> dict[str, Any]:
-    from exporters.keras_builder import build_model
+    from .runtimes import open_backend
 
-    from .ir import ModelIR
-
-    ir = ModelIR.load(job.model)
-    model = build_model(ir)
+    model = open_backend(job.model, "keras").model  # type: ignore[attr-defined]  # the Keras model itself
     t_load = time.perf_counter()
     x = clf_input(_faces(1)[0])
     model.predict_on_batch(x)

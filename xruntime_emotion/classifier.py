@@ -13,6 +13,8 @@ the weights recorded in a training ``manifest.json``) only if its sha256 matches
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +24,7 @@ import numpy as np
 from .errors import ModelFileError
 from .ir import LABELS
 from .preprocess import Faces, prepare
-from .runtimes import RUNTIMES, Backend, open_backend
+from .runtimes import Backend, file_kind, open_backend
 
 if TYPE_CHECKING:
     from .detect import DetectedFace, FaceDetector
@@ -55,29 +57,30 @@ class EmotionClassifier:
         providers: list[str] | None = None,
         probe: bool = False,
     ) -> EmotionClassifier:
-        if probe:
-            from .safety import probe as run_probe
-
-            run_probe(path, "onnxruntime", providers=providers)
-        return cls(RUNTIMES["onnxruntime"].open(path, threads=threads, providers=providers))
+        return cls(open_backend(path, "onnxruntime", probe=probe, threads=threads, providers=providers))
 
     @classmethod
     def from_tflite(
         cls,
         path: str | Path,
         delegate: str | None = None,
-        num_threads: int | None = None,
+        threads: int | None = None,
         *,
         runtime: str | None = None,
         probe: bool = True,
+        num_threads: int | None = None,
     ) -> EmotionClassifier:
         """LiteRT on a workstation; ``tflite_runtime`` first when a board delegate is given.
 
         ``probe``: check the file in a helper process first (with the delegate), see the module docstring.
+        ``num_threads`` is the old name of ``threads`` (deprecated; removed in the next release).
         """
-        order = ("tflite_runtime", "litert", "tensorflow") if delegate else ("litert", "tflite_runtime", "tensorflow")
-        name = runtime or next((r for r in order if RUNTIMES[r].available()), order[0])
-        return cls(open_backend(path, name, probe=probe, delegate=delegate, num_threads=num_threads))
+        if num_threads is not None:
+            warnings.warn("from_tflite(num_threads=...) is deprecated; use threads=", DeprecationWarning, 2)
+            threads = threads or num_threads
+        if file_kind(path) != ".tflite":
+            raise ModelFileError(f"{path}: not a TFLite file (from_file opens any model)")
+        return cls(open_backend(path, runtime, probe=probe, delegate=delegate, threads=threads))
 
     @classmethod
     def from_file(
@@ -98,6 +101,39 @@ class EmotionClassifier:
         from .integrity import verified_path
 
         return cls.from_file(verified_path(folder, name), runtime=runtime, **options)
+
+    @classmethod
+    def from_target(
+        cls,
+        target: str,
+        artifacts: str | Path = "artifacts",
+        *,
+        delegate: str | None = None,
+        runtime: str | None = None,
+        threads: int | None = None,
+        on_fallback: Callable[[str], None] | None = None,
+    ) -> EmotionClassifier:
+        """The artifact a deployment target runs (``xemotion targets``), from an `export` folder.
+
+        The file is taken through the folder's export manifest (sha256 checked) when it records it. The
+        target's NPU delegate is used where it exists; elsewhere an int8 model falls back to the CPU
+        (``on_fallback`` hears why), while a Vela model, which only its NPU can run, is refused.
+        """
+        from .formats import FORMATS, get_target
+        from .integrity import entries, verified_path
+
+        t = get_target(target)
+        folder = Path(artifacts)
+        recorded = t.format in entries(folder)
+        model = verified_path(folder, t.format) if recorded else folder / FORMATS[t.format].filename
+        if delegate is None and t.delegate:
+            if Path(t.delegate).exists():
+                delegate = t.delegate
+            elif not FORMATS[t.format].runs_on_host:
+                raise ModelFileError(f"target {t.name.value} runs on its NPU delegate {t.delegate}, not found here")
+            elif on_fallback is not None:
+                on_fallback(f"{t.delegate} not found; running {model.name} on the CPU")
+        return cls.from_file(model, runtime=runtime, delegate=delegate, threads=threads)
 
     @classmethod
     def default(cls, **options: Any) -> EmotionClassifier:

@@ -15,6 +15,8 @@ from rich.table import Table
 from ._version import __version__
 from .atomic import write_text_atomic
 from .errors import XEmotionError
+from .formats import exported_formats
+from .integrity import EXPORT_MANIFEST
 
 app = typer.Typer(
     name="xemotion",
@@ -66,9 +68,9 @@ def _load_ir(weights: Path | None) -> Any:
 def export(
     format: Annotated[
         list[str] | None,
-        typer.Option("--format", "-f", help="onnx, onnx-int8, tflite-fp32, tflite-int8, vela (repeatable)."),
+        typer.Option("--format", "-f", help=f"{', '.join(exported_formats())} (repeatable)."),
     ] = None,
-    all_formats: Annotated[bool, typer.Option("--all", help="All five formats.")] = False,
+    all_formats: Annotated[bool, typer.Option("--all", help=f"All of {', '.join(exported_formats())}.")] = False,
     target: Annotated[str | None, typer.Option(help="Build what a target needs: cpu, imx8mp, imx93.")] = None,
     weights: WeightsOpt = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the artifacts.")] = Path("artifacts"),
@@ -88,54 +90,28 @@ def export(
     json_path: JsonOpt = None,
 ) -> None:
     """Export artifacts, each validated against the IR reference before it is written."""
-    from .calibration import DEFAULT_SEED, DEFAULT_SIZE, calibration_sample, shipped_sample
-    from .data import load_fer2013
-    from .formats import ALL_FORMATS, FORMATS, get_target
-
-    formats = list(format or [])
-    fixed_batch = None
-    if all_formats:
-        formats = list(ALL_FORMATS)
-    if target:
-        t = get_target(target)
-        formats += [f for f in t.formats if f not in formats]
-        fixed_batch = t.fixed_batch
-    if not formats:
-        raise XEmotionError("nothing to export: pass --format, --all or --target")
-    if via not in ("auto", "tf2onnx", "ir"):
-        raise XEmotionError(f"--via must be auto, tf2onnx or ir, got {via!r}")
-    if via == "auto" and "onnx" in formats:
-        from .runtimes import RUNTIMES
-
-        if not RUNTIMES["keras"].available():
-            err.print("TensorFlow is not installed: ONNX is emitted straight from the IR (--via ir).")
-            via = "ir"
-    ir = _load_ir(weights)
     try:
-        from exporters.context import ExportContext, ExportOptions
+        from exporters.context import ExportContext
         from exporters.pipeline import export as run_export
+        from exporters.pipeline import plan
     except ImportError as exc:  # pragma: no cover - exporters ship in the same wheel
         raise XEmotionError(f"the exporters package is missing ({exc})") from exc
-    calibration = None
-    if any(FORMATS[f].calibrated for f in formats if f in FORMATS):
-        if calib_data is not None:
-            calibration = calibration_sample(load_fer2013(calib_data), calib_size, calib_seed)
-        elif (calib_size, calib_seed) != (DEFAULT_SIZE, DEFAULT_SEED):
-            raise XEmotionError(
-                f"the shipped calibration sample is {DEFAULT_SIZE} images of seed {DEFAULT_SEED}; "
-                "pass --calib-data FER2013 to draw another"
-            )
-        else:
-            calibration = shipped_sample()
-    options = ExportOptions(
+    p = plan(
+        format,
+        all_formats=all_formats,
+        target=target,
+        via=via,
+        calib_data=calib_data,
+        calib_size=calib_size,
+        calib_seed=calib_seed,
         granularity=granularity,
-        fixed_batch=fixed_batch,
         reduce_range=reduce_range,
         vela=vela,
         allow_cpu_fallback=allow_cpu_fallback,
-        onnx_via=via,
     )
-    ctx = ExportContext(ir, options, calibration)
+    for notice in p.notices:
+        err.print(escape(notice))
+    ctx = ExportContext(_load_ir(weights), p.options, p.calibration)
 
     def done(name: str, entry: dict[str, Any]) -> None:
         v = entry["validation"]
@@ -156,8 +132,8 @@ def export(
             )
         out.print(f"[green]✓[/green] {name:<12} {output / entry['file']}  ({entry['producer']}; {detail})")
 
-    manifest = run_export(ctx, formats, output, on_done=done)
-    out.print(f"manifest: {output / 'export_manifest.json'}")
+    manifest = run_export(ctx, list(p.formats), output, on_done=done)
+    out.print(f"manifest: {escape(str(output / EXPORT_MANIFEST))}")
     _write_json(json_path, manifest)
 
 
@@ -243,29 +219,21 @@ def _classifier(
     threads: int | None,
 ) -> Any:
     from .classifier import EmotionClassifier
-    from .formats import FORMATS, get_target
-    from .runtimes import file_kind
 
     if target:
-        t = get_target(target)
-        if model is None:  # through the export manifest when there is one: sha256 checked
-            from .integrity import entries, verified_path
-
-            recorded = t.format in entries(artifacts)
-            model = verified_path(artifacts, t.format) if recorded else artifacts / FORMATS[t.format].filename
-        if delegate is None and t.delegate:
-            if Path(t.delegate).exists():
-                delegate = t.delegate
-            elif t.format == "vela":
-                raise XEmotionError(f"target {t.name.value} runs on its NPU delegate {t.delegate}, not found here")
-            else:
-                err.print(f"note: {t.delegate} not found; running {escape(model.name)} on the CPU")
+        return EmotionClassifier.from_target(
+            target,
+            artifacts,
+            delegate=delegate,
+            runtime=runtime,
+            threads=threads,
+            on_fallback=lambda why: err.print(f"note: {escape(why)}"),
+        )
     if model is None:
+        if runtime is not None or delegate is not None:
+            raise XEmotionError("--runtime and --delegate need --model or --target (the shipped model is ONNX)")
         return EmotionClassifier.default(threads=threads)
-    kind = file_kind(model)
-    if kind == ".tflite":
-        return EmotionClassifier.from_tflite(model, delegate, threads, runtime=runtime)
-    return EmotionClassifier.from_file(model, runtime=runtime, threads=threads)
+    return EmotionClassifier.from_file(model, runtime=runtime, delegate=delegate, threads=threads)
 
 
 # ----------------------------------------------------------------------------------------------- info
@@ -283,7 +251,7 @@ def info(
         for t in d.get(k, []):
             q = f"  quant {t['quantization']}" if t.get("quantization") else ""
             out.print(f"  {k[:-1]:<6} {t['name']}  {t['shape']}  {t['type']}{q}")
-    for k in ("nodes", "ops", "opset", "producer", "parameters", "weights_sha256", "runtime"):
+    for k in ("nodes", "ops", "custom_ops", "opset", "producer", "buffers_bytes", "parameters", "weights_sha256"):
         if k in d:
             out.print(f"  {k}: {d[k]}")
     for k, v in d.get("metadata", {}).items():
@@ -544,10 +512,10 @@ def bench(
     json_path: JsonOpt = None,
 ) -> None:
     """Latency p50/p90/p99, throughput, cold start and peak RSS: classifier API vs the raw runtime call."""
-    from .bench import Job, cli_cold_start, machine, spawn
-    from .formats import ALL_FORMATS, FORMATS, get_target
+    from .bench import Job, cli_cold_start, default_models, machine, spawn
+    from .formats import FORMATS, get_target
     from .runtimes import RUNTIMES
-    from .weights import default_onnx_path, default_weights_path
+    from .weights import default_weights_path
 
     if runs < 200:
         raise XEmotionError("--runs must be at least 200")
@@ -558,11 +526,7 @@ def bench(
     elif target:
         paths = [artifacts / FORMATS[get_target(target).format].filename]
     else:
-        paths = [default_onnx_path()] + [
-            artifacts / FORMATS[f].filename
-            for f in ALL_FORMATS
-            if f not in ("onnx", "vela") and (artifacts / FORMATS[f].filename).is_file()
-        ]
+        paths = default_models(artifacts)
     missing = [p for p in paths if not p.is_file()]
     if missing:
         raise XEmotionError(f"no such artifact: {missing[0]} (make them with `xemotion export --all -o {artifacts}`)")

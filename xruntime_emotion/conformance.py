@@ -17,15 +17,15 @@ from . import golden as G
 from .data import to_input
 from .errors import ConformanceError, MissingDependencyError, ModelFileError
 from .fidelity import Int8Rule, judge_int8
-from .formats import FORMATS, IR_ONNX_FILENAME, Precision, get_format, get_target
+from .formats import FORMATS, TARGETS, Precision, by_filename, get_format, get_target
 from .integrity import EXPORT_MANIFEST, entries, read_manifest
 from .ir import LABELS, sha256_file
-from .runtimes import RUNTIMES, predict_batched
+from .runtimes import RUNTIMES, open_backend, predict_batched
 
 
 @dataclass(frozen=True)
 class Pair:
-    format: str  # a FORMATS key, or "onnx-ir" (the IR-emitted ONNX)
+    format: str  # a catalog row (xruntime_emotion.formats)
     runtime: str
     delegate: str | None = None
 
@@ -35,30 +35,24 @@ class Pair:
 
     @property
     def precision(self) -> Precision:
-        return FORMATS[self.format if self.format in FORMATS else "onnx"].precision
+        return FORMATS[self.format].precision
 
 
-MATRIX: tuple[Pair, ...] = (
-    Pair("keras", "keras"),
-    Pair("onnx", "onnxruntime"),
-    Pair("onnx-ir", "onnxruntime"),
-    Pair("onnx-int8", "onnxruntime"),
-    Pair("tflite-fp32", "litert"),
-    Pair("tflite-int8", "litert"),
-    Pair("tflite-int8", "litert-builtin"),
-    Pair("tflite-fp32", "tflite_runtime"),
-    Pair("tflite-int8", "tflite_runtime"),
-)
+def base_matrix() -> list[Pair]:
+    """Every (kind, runtime) pair the catalog lists, in catalog order."""
+    return [Pair(f.name, rt) for f in FORMATS.values() for rt in f.verified_by]
+
+
+MATRIX: tuple[Pair, ...] = tuple(base_matrix())  # the catalog's pairs when this module was imported
 
 
 def artifact_path(pair: Pair, artifacts: Path) -> Path:
-    if pair.format == "keras":
+    row = FORMATS[pair.format]
+    if row.shipped:
         from .weights import default_weights_path
 
-        return default_weights_path()
-    if pair.format == "onnx-ir":
-        return artifacts / IR_ONNX_FILENAME
-    return artifacts / FORMATS[pair.format].filename
+        return default_weights_path().with_name(row.filename)
+    return artifacts / row.filename
 
 
 def asked_formats(target: str | None = None, formats: list[str] | None = None) -> list[str]:
@@ -70,22 +64,23 @@ def asked_formats(target: str | None = None, formats: list[str] | None = None) -
 
 
 def matrix(target: str | None = None, delegate: str | None = None, formats: list[str] | None = None) -> list[Pair]:
-    pairs = list(MATRIX)
+    """The pairs `verify` runs: the catalog's, narrowed to the formats asked for; a target's (or a given)
+    delegate adds its own pair."""
+    pairs = base_matrix()
     asked = asked_formats(target, formats)
     if asked:
-        pairs = [p for p in pairs if p.format in asked or (p.format == "keras" and not formats)]
-    if target:
-        t = get_target(target)
-        if t.delegate:
-            pairs.append(Pair(t.format, t.runtime, delegate or t.delegate))
-    elif delegate:
-        pairs.append(Pair("tflite-int8", "tflite_runtime", delegate))
+        pairs = [p for p in pairs if p.format in asked]
+    board = get_target(target) if target else None
+    if board is None and delegate:  # a delegate alone: the host-runnable artifact the boards run with one
+        board = next(t for t in TARGETS.values() if t.delegate and FORMATS[t.format].runs_on_host)
+    if board is not None and (delegate or board.delegate):
+        pairs.append(Pair(board.format, board.runtime, delegate or board.delegate))
     return pairs
 
 
 def known_files() -> dict[str, str]:
-    """Artifact file name -> format, for every format `export` writes (and the IR-made ONNX)."""
-    return {**{f.filename: f.name for f in FORMATS.values() if f.name != "keras"}, IR_ONNX_FILENAME: "onnx-ir"}
+    """Artifact file name -> format, for every kind `export` writes."""
+    return {name: f.name for name, f in by_filename().items()}
 
 
 @dataclass
@@ -99,28 +94,11 @@ class PairResult:
 
 
 def output_step(path: Path) -> float:
-    """One quantization step of the artifact's probabilities before the final dequantization."""
-    if path.suffix == ".onnx":
-        import onnx
-        from onnx import numpy_helper
+    """One quantization step of the artifact's probabilities before the final dequantization (from the file)."""
+    from .inspection import inspect_file
+    from .inspection import output_step as step
 
-        proto = onnx.load(str(path))
-        inits = {i.name: i for i in proto.graph.initializer}
-        node = next(n for n in proto.graph.node if "probabilities" in n.output)
-        if node.op_type == "DequantizeLinear":
-            return float(numpy_helper.to_array(inits[node.input[1]]))
-        return 1.0 / 256
-    from .runtimes import open_backend
-
-    b = open_backend(path)
-    interp = b._interpreter()  # type: ignore[attr-defined]
-    out_index = b.output["index"]  # type: ignore[attr-defined]
-    details = {t["index"]: t for t in interp.get_tensor_details()}
-    for op in interp._get_ops_details():
-        if out_index in op["outputs"]:
-            scale = details[int(op["inputs"][0])]["quantization"][0]
-            return float(scale) if scale else 1.0 / 256
-    return 1.0 / 256
+    return step(inspect_file(path))
 
 
 def _judge(
@@ -233,11 +211,9 @@ def verify(
             results.append(PairResult(pair.id, pair.format, pair.runtime, "skipped", f"not installed: {spec.hint()}"))
             continue
         if not path.is_file():
-            hint = (
-                f"xemotion export --format {pair.format} -o {artifacts}"
-                if pair.format in FORMATS
-                else (f"xemotion export --format onnx --via ir -o {artifacts}")
-            )
+            row = FORMATS[pair.format]
+            via = f" --via {row.via}" if row.variant_of else ""
+            hint = f"xemotion export --format {row.variant_of or row.name}{via} -o {artifacts}"
             results.append(PairResult(pair.id, pair.format, pair.runtime, "skipped", f"no {path.name}: {hint}"))
             continue
         if path.name in recorded_sha and sha256_file(path) != recorded_sha[path.name]:
@@ -245,8 +221,7 @@ def verify(
             results.append(PairResult(pair.id, pair.format, pair.runtime, "failed", why))
             continue
         try:
-            options = {"delegate": pair.delegate} if pair.delegate else {}
-            backend = spec.open(path, **options)
+            backend = open_backend(path, pair.runtime, delegate=pair.delegate)
             got = predict_batched(backend, x).astype(np.float64)
         except MissingDependencyError as exc:
             results.append(PairResult(pair.id, pair.format, pair.runtime, "skipped", str(exc)))
@@ -255,19 +230,29 @@ def verify(
             results.append(PairResult(pair.id, pair.format, pair.runtime, "failed", str(exc)))
             continue
         results.append(_judge(pair, got, gs, cases, path, outputs))
-    vela = artifacts / FORMATS["vela"].filename
-    if vela.is_file() and not any(p.format == "vela" for p in pairs):
-        results.append(PairResult(
-            "vela × Ethos-U NPU", "vela", "tflite_runtime", "skipped",
-            "needs the NPU: run `xemotion verify --target imx93` on an i.MX 93 board",
-        ))  # fmt: skip
-    if "onnx" in outputs and "onnx-ir" in outputs:
-        d = np.abs(outputs["onnx"] - outputs["onnx-ir"]).max(1)
+    for row in FORMATS.values():  # artifacts only an accelerator runs: listed, never silently left out
+        if (
+            not row.runs_on_host
+            and (artifacts / row.filename).is_file()
+            and not any(p.format == row.name for p in pairs)
+        ):
+            t = next((t for t in TARGETS.values() if t.format == row.name), None)
+            where = f"run `xemotion verify --target {t.name.value}` on the {t.board}" if t else "run it on its NPU"
+            results.append(
+                PairResult(f"{row.name} × NPU", row.name, t.runtime if t else "", "skipped", f"needs the NPU: {where}")
+            )
+    for row in FORMATS.values():  # two producers' files of one kind describe the same graph
+        base = FORMATS.get(row.variant_of or "")
+        if base is None or base.name not in outputs or row.name not in outputs:
+            continue
+        d = np.abs(outputs[base.name] - outputs[row.name]).max(1)
         lim = gs.manifest["tolerances"]["cross_producer"]["max_abs"]
         w = int(d.argmax())
+        ok = bool(d.max() <= lim)
         results.append(PairResult(
-            "onnx (tf2onnx) vs onnx (ir)", "onnx", "onnxruntime", "passed" if d.max() <= lim else "failed",
-            "" if d.max() <= lim else f"producers differ by {d.max():.3g} > {lim} on case {cases[w].name}",
+            f"{base.name} ({base.via}) vs {base.name} ({row.via})", base.name, base.runtime,
+            "passed" if ok else "failed",
+            "" if ok else f"producers differ by {d.max():.3g} > {lim} on case {cases[w].name}",
             {"max_abs_diff": float(d.max()), "worst_case": cases[w].name, "cases": len(cases)},
         ))  # fmt: skip
     failed = [r.pair for r in results if r.status == "failed"]

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .ir import LABELS
+from .ir import CONTRACT, LABELS
 
 DATA_ENV = "XEMOTION_DATA"
-SIZE = 48
+SIZE = CONTRACT.height  # square crops; the contract lives in the IR
 
 
 class Split(str, Enum):

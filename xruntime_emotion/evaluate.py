@@ -16,7 +16,7 @@ from .errors import LeakageError
 from .fidelity import ACCURACY_RULE, accuracy_ratio
 from .formats import FORMATS, Precision
 from .integrity import EXPORT_MANIFEST, TRAIN_MANIFEST, read_manifest, verify_sha256
-from .ir import LABELS
+from .ir import CONTRACT, LABELS
 from .runtimes import file_kind, open_backend, predict_batched
 
 
@@ -119,13 +119,13 @@ def calibration_images(artifact: Path, data: FerData) -> tuple[set[str], np.ndar
     listed = _export_entry(artifact)
     hashes = set(listed[1].get("calibration", {}).get("image_sha256", [])) if listed else set()
     if not hashes:
-        return hashes, np.zeros((0, 48, 48), np.uint8)
+        return hashes, np.zeros((0, CONTRACT.height, CONTRACT.width), np.uint8)
     pool = {image_sha256(im): im for im in shipped_sample().images}
     found = [pool[h] for h in hashes if h in pool]
     if len(found) < len(hashes):
         by_hash = {image_sha256(im): im for im in data.images}
         found += [by_hash[h] for h in hashes if h not in pool and h in by_hash]
-    return hashes, np.array(found, dtype=np.uint8).reshape(-1, 48, 48)
+    return hashes, np.array(found, dtype=np.uint8).reshape(-1, CONTRACT.height, CONTRACT.width)
 
 
 def check_leakage(artifact: Path, data: FerData, images: np.ndarray, split: str, allow_overlap: bool) -> dict[str, Any]:

@@ -1,14 +1,21 @@
-"""Artifact formats and deployment targets, as data.
+"""The artifact catalog and the deployment targets, as data.
 
-A format names what an exporter writes; a target names which format a board runs, on which
-runtime, with which delegate. The exporters (TensorFlow side) and the runtimes (app side) both
-read these tables; neither hard-codes a format in an if-chain.
+One row per artifact kind says everything the rest of xemotion needs to know about it: file name,
+precision, who makes it, whether it runs on a host CPU, its output contract, the runtimes `verify`
+runs it on, the int8 kernel sets the golden set records for it, whether it needs calibration, and the
+fp32 kind it is judged against. `verify`'s matrix, the golden recordings, `export --all`, bench's
+default rows and the tests' parametrisations are all derived from these rows; adding a kind is
+adding a row (``register``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
+
+from .errors import XEmotionError
 
 
 class Precision(str, Enum):
@@ -17,61 +24,147 @@ class Precision(str, Enum):
 
 
 @dataclass(frozen=True)
+class OutputContract:
+    """What a row's model must return for N faces: float probabilities (N, classes) in [0, 1] summing to 1."""
+
+    classes: int = 7
+    row_sum_tolerance: float = 1e-4  # int8 outputs are multiples of one step: their sums are looser
+
+
+INT8_OUTPUT = OutputContract(row_sum_tolerance=0.05)
+
+
+@dataclass(frozen=True)
 class Format:
     name: str
     filename: str
     precision: Precision
-    runtime: str  # the runtime that validates and verifies it
+    runtime: str  # the runtime that validates it after export
+    producer: str = ""  # the exporter that writes it: "module:function" (module imported lazily)
+    verified_by: tuple[str, ...] = ()  # the runtimes `verify` runs it on, in order
+    recorded_on: tuple[str, ...] = ()  # int8: the kernel sets whose outputs the golden set records
     calibrated: bool = False
+    exported: bool = True  # part of `export --all`
+    runs_on_host: bool = True  # False: needs its accelerator (Vela's Ethos-U)
     fixed_batch: int | None = None  # NPU artifacts are batch 1
+    baseline: str | None = None  # int8: the fp32 kind its accuracy is judged against
+    variant_of: str | None = None  # another producer's file of that kind (`--format onnx --via ir`)
+    via: str = ""  # ONNX: the producer `--via` names (tf2onnx, ir)
+    shipped: bool = False  # the package's own file (xruntime_emotion/weights/), not an export's
+    output: OutputContract = OutputContract()
     description: str = ""
-    baseline: str | None = None  # int8: the fp32 format its accuracy is judged against
 
 
-FORMATS: dict[str, Format] = {
-    f.name: f
-    for f in (
-        Format("keras", "emotion_weights.npz", Precision.FP32, "keras", description="IR weights, run by Keras"),
-        Format(
-            "onnx", "emotion_float32.onnx", Precision.FP32, "onnxruntime", description="ONNX opset 17, dynamic batch"
-        ),
-        Format(
-            "onnx-int8",
-            "emotion_int8.onnx",
-            Precision.INT8,
-            "onnxruntime",
-            calibrated=True,
-            description="ONNX QDQ: uint8 activations, int8 per-channel weights",
-            baseline="onnx",
-        ),
-        Format("tflite-fp32", "emotion_float32.tflite", Precision.FP32, "litert", description="TFLite float32"),
-        Format(
-            "tflite-int8",
-            "emotion_uint8_float32.tflite",
-            Precision.INT8,
-            "litert",
-            calibrated=True,
-            description="TFLite full integer, uint8 input, float32 output (NXP's recipe)",
-            baseline="tflite-fp32",
-        ),
-        Format(
-            "vela",
-            "emotion_uint8_float32_vela.tflite",
-            Precision.INT8,
-            "litert",
-            calibrated=True,
-            fixed_batch=1,
-            description="tflite-int8 (batch 1) compiled by Vela for the Ethos-U65",
-            baseline="tflite-fp32",
-        ),
-    )
-}
+_ROWS: tuple[Format, ...] = (
+    Format(
+        "weights",
+        "emotion_weights.npz",
+        Precision.FP32,
+        "keras",
+        verified_by=("keras",),
+        exported=False,
+        shipped=True,
+        description="IR weights (xemotion .npz or DeepFace .h5), run by Keras",
+    ),
+    Format(
+        "onnx",
+        "emotion_float32.onnx",
+        Precision.FP32,
+        "onnxruntime",
+        "exporters.pipeline:make_onnx",
+        ("onnxruntime",),
+        via="tf2onnx",
+        description="ONNX opset 17, dynamic batch",
+    ),
+    Format(
+        "onnx-ir",
+        "emotion_float32_ir.onnx",
+        Precision.FP32,
+        "onnxruntime",
+        "exporters.pipeline:make_onnx_ir",
+        ("onnxruntime",),
+        exported=False,
+        variant_of="onnx",
+        via="ir",
+        description="the same ONNX emitted straight from the IR, without TensorFlow (`--via ir`)",
+    ),
+    Format(
+        "onnx-int8",
+        "emotion_int8.onnx",
+        Precision.INT8,
+        "onnxruntime",
+        "exporters.pipeline:make_onnx_int8",
+        ("onnxruntime",),
+        ("onnxruntime",),
+        calibrated=True,
+        baseline="onnx",
+        output=INT8_OUTPUT,
+        description="ONNX QDQ: uint8 activations, int8 per-channel weights",
+    ),
+    Format(
+        "tflite-fp32",
+        "emotion_float32.tflite",
+        Precision.FP32,
+        "litert",
+        "exporters.pipeline:make_tflite_fp32",
+        ("litert", "tflite_runtime"),
+        description="TFLite float32",
+    ),
+    Format(
+        "tflite-int8",
+        "emotion_uint8_float32.tflite",
+        Precision.INT8,
+        "litert",
+        "exporters.pipeline:make_tflite_int8",
+        ("litert", "litert-builtin", "tflite_runtime"),
+        ("litert", "litert-builtin"),  # XNNPACK and TFLite's builtin kernels round int8 differently
+        calibrated=True,
+        baseline="tflite-fp32",
+        output=INT8_OUTPUT,
+        description="TFLite full integer, uint8 input, float32 output (NXP's recipe)",
+    ),
+    Format(
+        "vela",
+        "emotion_uint8_float32_vela.tflite",
+        Precision.INT8,
+        "litert",
+        "exporters.pipeline:make_vela",
+        calibrated=True,
+        runs_on_host=False,
+        fixed_batch=1,
+        baseline="tflite-fp32",
+        output=INT8_OUTPUT,
+        description="tflite-int8 (batch 1) compiled by Vela for the Ethos-U65",
+    ),
+)
+FORMATS: dict[str, Format] = {f.name: f for f in _ROWS}
 
-# The ONNX emitted from the IR (`--via ir`), named apart so both producers can sit side by side.
-IR_ONNX_FILENAME = "emotion_float32_ir.onnx"
 
-# What `export --all` writes.
-ALL_FORMATS: tuple[str, ...] = ("onnx", "onnx-int8", "tflite-fp32", "tflite-int8", "vela")
+def exported_formats() -> tuple[str, ...]:
+    """What `export --all` writes, in catalog order."""
+    return tuple(f.name for f in FORMATS.values() if f.exported)
+
+
+def by_filename() -> dict[str, Format]:
+    """Artifact file name -> its row, for every kind `export` writes (weights are an input, not listed)."""
+    return {f.filename: f for f in FORMATS.values() if f.producer}
+
+
+@contextmanager
+def registered(row: Format) -> Iterator[Format]:
+    """Add ``row`` to the catalog for the duration of a block (a plug-in format, or a test's)."""
+    if row.name in FORMATS:
+        raise XEmotionError(f"format {row.name!r} is already in the catalog")
+    FORMATS[row.name] = row
+    try:
+        yield row
+    finally:
+        del FORMATS[row.name]
+
+
+# Kept for one release: the names earlier versions exported.
+IR_ONNX_FILENAME = FORMATS["onnx-ir"].filename
+ALL_FORMATS: tuple[str, ...] = exported_formats()
 
 
 class TargetName(str, Enum):
@@ -121,8 +214,6 @@ TARGETS: dict[str, Target] = {
 
 
 def get_format(name: str) -> Format:
-    from .errors import XEmotionError
-
     try:
         return FORMATS[name]
     except KeyError:
@@ -130,8 +221,6 @@ def get_format(name: str) -> Format:
 
 
 def get_target(name: str) -> Target:
-    from .errors import XEmotionError
-
     try:
         return TARGETS[name]
     except KeyError:

@@ -7,7 +7,7 @@ Layout of ``golden/`` (repo root; the wheel carries it whole as ``xruntime_emoti
   so that `verify` needs no data set; research use only, as FER2013 itself;
 - ``expected.npz``: fp32 expectations (NumPy IR reference, cross-checked with Keras) for all cases,
   and each int8 artifact's own outputs, recorded when the set is made on every kernel set in
-  ``RECORDINGS`` (key ``int8:FORMAT@RUNTIME``): the same int8 file rounds differently under XNNPACK
+  the catalog's ``recorded_on`` (key ``int8:FORMAT@RUNTIME``): the same int8 file rounds differently under XNNPACK
   and under TFLite's builtin kernels, and a correct runtime matches one of them;
 - ``onnx/test_data_set_0/{input_0,output_0}.pb``: the generated cases in ONNX's backend-test layout.
 """
@@ -29,6 +29,7 @@ from ._version import __version__
 from .data import FerData, Split, data_root, image_sha256
 from .errors import ConformanceError, DataError
 from .fidelity import Int8Rule
+from .formats import FORMATS
 from .ir import ModelIR
 from .synthetic import synthetic_cases
 
@@ -154,11 +155,9 @@ def make_cases(data: FerData) -> tuple[list[Case], np.ndarray]:
     return cases, np.stack(imgs)
 
 
-# int8 format -> the runtimes whose outputs are recorded (one per kernel set: XNNPACK, TFLite builtin)
-RECORDINGS: dict[str, tuple[str, ...]] = {
-    "onnx-int8": ("onnxruntime",),
-    "tflite-int8": ("litert", "litert-builtin"),
-}
+def recorded_kinds() -> dict[str, tuple[str, ...]]:
+    """int8 kind -> the runtimes whose outputs are recorded (one per kernel set), from the catalog."""
+    return {f.name: f.recorded_on for f in FORMATS.values() if f.recorded_on}
 
 
 def int8_key(fmt: str, runtime: str) -> str:
@@ -226,7 +225,6 @@ def regenerate(
     """Rewrite the golden set deterministically; refuse other weights unless ``force``."""
     from .atomic import write_npz, write_text_atomic
     from .data import to_input
-    from .formats import FORMATS
     from .runtimes import RUNTIMES
 
     d = directory or golden_dir()
@@ -256,16 +254,19 @@ def regenerate(
         "cases": [asdict_case(c) for c in cases],
         "int8": {},
     }  # fmt: skip
-    if RUNTIMES["keras"].available():
-        from exporters.keras_builder import build_model
-        from exporters.train import predict_keras
+    if RUNTIMES["keras"].available():  # through the one door, from the IR's own weights
+        import tempfile
 
-        diff = float(np.abs(predict_keras(build_model(ir), x) - expected["fp32"]).max())
+        from .runtimes import open_backend
+
+        with tempfile.TemporaryDirectory(prefix="xemotion-golden-") as tmp:
+            keras = open_backend(ir.save_npz(Path(tmp) / "weights.npz"), "keras")
+            diff = float(np.abs(keras.predict(x) - expected["fp32"]).max())
         if diff > TOLERANCES["fp32"]["max_abs"]:
             raise ConformanceError(f"Keras disagrees with the IR reference by {diff:.3g}")
         manifest["keras_crosscheck_max_abs_diff"] = f"{diff:.1e}"
     real = real_faces(cases)
-    for fmt, runtimes in RECORDINGS.items():
+    for fmt, runtimes in recorded_kinds().items():
         path = artifacts / FORMATS[fmt].filename
         if not path.is_file():
             raise ConformanceError(f"{path} is missing: run `xemotion export --all -o {artifacts}` first")
@@ -294,9 +295,9 @@ def regenerate(
 
 
 def _record_outputs(path: Path, runtime: str, delegate: str | None, x: np.ndarray) -> np.ndarray:
-    from .runtimes import pick_runtime, predict_batched
+    from .runtimes import open_backend, predict_batched
 
-    backend = pick_runtime(path, runtime).open(path, **({"delegate": delegate} if delegate else {}))
+    backend = open_backend(path, runtime, delegate=delegate)
     return predict_batched(backend, x)
 
 
@@ -315,7 +316,6 @@ def record(
     """
     from .atomic import write_npz, write_text_atomic
     from .data import to_input
-    from .formats import FORMATS
 
     d = directory or golden_dir()
     gs = load(d)

@@ -2,64 +2,45 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .errors import ModelFileError
+from .inspection import Tensor, inspect_file
 from .ir import ModelIR, sha256_file
-from .runtimes import file_kind, open_backend
+from .runtimes import file_kind
 
 
-def _onnx(path: Path) -> dict[str, Any]:
-    backend = open_backend(path, "onnxruntime")
-    s = backend.session  # type: ignore[attr-defined]
-    out: dict[str, Any] = {
-        "inputs": [{"name": i.name, "shape": i.shape, "type": i.type} for i in s.get_inputs()],
-        "outputs": [{"name": o.name, "shape": o.shape, "type": o.type} for o in s.get_outputs()],
-        "metadata": dict(s.get_modelmeta().custom_metadata_map),
-        "producer": s.get_modelmeta().producer_name,
-    }
-    try:
-        import onnx
-
-        proto = onnx.load(str(path), load_external_data=False)
-        ops = Counter(n.op_type for n in proto.graph.node)
-        out.update(
-            nodes=len(proto.graph.node),
-            ops=dict(sorted(ops.items())),
-            opset=[f"{o.domain or 'ai.onnx'}:{o.version}" for o in proto.opset_import],
-        )
-    except ImportError:
-        out["nodes"] = "install xemotion[onnx] to count nodes"
-    return out
-
-
-def _tflite(path: Path) -> dict[str, Any]:
-    backend = open_backend(path)
-    interp = backend._interpreter()  # type: ignore[attr-defined]
-
-    def tensor(d: dict[str, Any]) -> dict[str, Any]:
-        scale, zero = d["quantization"]
-        return {
-            "name": d["name"],
-            "shape": [int(v) for v in d.get("shape_signature", d["shape"])],
-            "type": d["dtype"].__name__,
-            "quantization": {"scale": float(scale), "zero_point": int(zero)} if scale else None,
+def _tensor(t: Tensor) -> dict[str, Any]:
+    q = None
+    if t.scale:
+        per_channel = len(t.scale) > 1
+        q = {
+            "scale": list(t.scale) if per_channel else t.scale[0],
+            "zero_point": list(t.zero_point) if per_channel else (t.zero_point or (0,))[0],
         }
+    return {"name": t.name, "shape": list(t.shape), "type": t.dtype, "quantization": q}
 
-    try:
-        ops = [op["op_name"] for op in interp._get_ops_details()]
-    except (AttributeError, RuntimeError, ValueError):
-        ops = []
-    return {
-        "inputs": [tensor(d) for d in interp.get_input_details()],
-        "outputs": [tensor(d) for d in interp.get_output_details()],
-        "runtime": backend.runtime,
-        "nodes": len(ops),
-        "ops": dict(sorted(Counter(ops).items())),
+
+def _model_file(path: Path) -> dict[str, Any]:
+    """ONNX and TFLite, read from the file itself (no runtime, no delegate): its own operators."""
+    info = inspect_file(path)
+    out: dict[str, Any] = {
+        "inputs": [_tensor(t) for t in info.inputs],
+        "outputs": [_tensor(t) for t in info.outputs],
+        "nodes": len(info.operators),
+        "ops": dict(sorted(info.op_counts().items())),
+        "metadata": dict(info.metadata),
     }
+    if info.kind == "onnx":
+        out.update(producer=info.producer, opset=list(info.opset))
+    else:
+        out.update(subgraphs=info.subgraphs, buffers_bytes=info.buffers_bytes)
+        custom = [op for op in info.operators if op.custom_options_bytes or not op.op.isupper()]
+        if custom:  # e.g. Vela's ethos-u: the NPU's command stream, run only by its delegate
+            out["custom_ops"] = [{"op": op.op, "options_bytes": op.custom_options_bytes} for op in custom]
+    return out
 
 
 def _weights(path: Path) -> dict[str, Any]:
@@ -76,8 +57,8 @@ def _weights(path: Path) -> dict[str, Any]:
 
 
 _DESCRIBERS: dict[str, Callable[[Path], dict[str, Any]]] = {
-    ".onnx": _onnx,
-    ".tflite": _tflite,
+    ".onnx": _model_file,
+    ".tflite": _model_file,
     ".h5": _weights,
     ".npz": _weights,
 }

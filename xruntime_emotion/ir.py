@@ -109,6 +109,14 @@ class InputContract:
     def shape(self) -> tuple[int, int, int]:
         return (self.height, self.width, self.channels)
 
+    @property
+    def scale_text(self) -> str:
+        """The pixel scale as written in metadata: "1/255"."""
+        return f"1/{round(1 / self.scale)}"
+
+
+CONTRACT = InputContract()  # the one contract of the emotion model: size, channels, scale (classes: LABELS)
+
 
 @dataclass(frozen=True)
 class Provenance:

@@ -19,7 +19,7 @@ def artifact_metadata(ir: ModelIR, producer: str) -> dict[str, str]:
                 "layout": c.layout,
                 "shape": list(c.shape),
                 "dtype": c.dtype,
-                "scale": "1/255",
+                "scale": c.scale_text,
                 "range": list(c.value_range),
                 "color": c.color,
             }

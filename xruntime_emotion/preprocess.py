@@ -24,8 +24,9 @@ from typing import Union
 import numpy as np
 
 from .errors import ImageError
+from .ir import CONTRACT
 
-SIZE = 48
+SIZE = CONTRACT.height  # square crops; the contract lives in the IR
 # Refuse images above this many pixels (decompression bombs); $XEMOTION_MAX_PIXELS overrides.
 MAX_PIXELS = int(os.environ.get("XEMOTION_MAX_PIXELS", 64_000_000))
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-SIZE = 48
+from .ir import CONTRACT
+
+SIZE = CONTRACT.height  # square crops; the contract lives in the IR
 
 
 def _box5(v: np.ndarray) -> np.ndarray:

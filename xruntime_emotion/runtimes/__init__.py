@@ -41,13 +41,15 @@ class Backend(Protocol):
 @dataclass(frozen=True)
 class RuntimeSpec:
     name: str
-    module: str  # the backend module, imported lazily
+    module: str  # "module[:function]" opening a backend (default function: open_backend), imported lazily
     probe: tuple[str, ...]  # importable modules, any one of which makes it available
     extra: str  # pip extra that installs it
     suffixes: tuple[str, ...]
     fixed_options: tuple[tuple[str, str], ...] = ()  # passed to the backend (which interpreter module)
     install: str = ""  # how to install it, where the pip extra is not the way
     threads_option: str = "num_threads"  # the backend's name for a thread count ("" = none)
+    preference: int = 50  # lower first, among the runtimes of a file kind
+    preference_with_delegate: int | None = None  # with an external delegate (a board), if it differs
 
     def available(self) -> bool:
         return any(_importable(m) for m in self.probe)
@@ -55,11 +57,12 @@ class RuntimeSpec:
     def hint(self) -> str:
         return self.install or f"pip install 'xemotion[{self.extra}]'"
 
-    def open(self, path: str | Path, **options: Any) -> Backend:
+    def _load(self, path: str | Path, **options: Any) -> Backend:
+        """The backend itself, without the probe: only ``open_backend`` calls this."""
         if not self.available():
             raise MissingDependencyError(f"runtime {self.name} is not installed; install it with: {self.hint()}")
-        mod = importlib.import_module(self.module)
-        opener: Callable[..., Backend] = mod.open_backend
+        module, _, function = self.module.partition(":")
+        opener: Callable[..., Backend] = getattr(importlib.import_module(module), function or "open_backend")
         return opener(Path(path), **dict(self.fixed_options), **options)
 
 
@@ -80,18 +83,28 @@ RUNTIMES: dict[str, RuntimeSpec] = {
             ("onnxruntime",),
             "",
             (".onnx",),
-            (),
-            "pip install xemotion",
-            "threads",
+            install="pip install xemotion",
+            threads_option="threads",
+            preference=0,
         ),
-        RuntimeSpec("litert", _LITERT, ("ai_edge_litert",), "litert", (".tflite",), (("runtime", "litert"),)),
+        RuntimeSpec(
+            "litert",
+            _LITERT,
+            ("ai_edge_litert",),
+            "litert",
+            (".tflite",),
+            (("interpreter", "ai_edge_litert.interpreter"), ("runtime", "litert")),
+            preference=0,
+            preference_with_delegate=1,
+        ),
         RuntimeSpec(  # LiteRT without XNNPACK: TFLite's own kernels, as tflite_runtime 2.14 runs int8
             "litert-builtin",
             _LITERT,
             ("ai_edge_litert",),
             "litert",
             (".tflite",),
-            (("runtime", "litert"), ("kernels", "builtin")),
+            (("interpreter", "ai_edge_litert.interpreter"), ("runtime", "litert"), ("kernels", "builtin")),
+            preference=90,  # only when asked for by name
         ),
         RuntimeSpec(
             "tflite_runtime",
@@ -99,12 +112,22 @@ RUNTIMES: dict[str, RuntimeSpec] = {
             ("tflite_runtime",),
             "litert",
             (".tflite",),
-            (("runtime", "tflite_runtime"),),
+            (("interpreter", "tflite_runtime.interpreter"), ("runtime", "tflite_runtime")),
             "on i.MX boards it ships with the BSP; elsewhere pip install tflite-runtime (needs numpy<2)",
-        ),  # fmt: skip
-        RuntimeSpec("tensorflow", _LITERT, ("tensorflow",), "export", (".tflite",), (("runtime", "tensorflow"),)),
+            preference=1,
+            preference_with_delegate=0,  # what a board's BSP ships, with its NPU delegates
+        ),
+        RuntimeSpec(  # tf.lite: deprecated, the last resort; lives with the TensorFlow side
+            "tensorflow", "exporters.runtimes:open_tflite", ("tensorflow",), "export", (".tflite",), preference=2
+        ),
         RuntimeSpec(
-            "keras", "xruntime_emotion.runtimes.keras", ("tensorflow",), "export", (".npz", ".h5"), threads_option=""
+            "keras",
+            "exporters.runtimes:open_keras",
+            ("tensorflow",),
+            "export",
+            (".npz", ".h5"),
+            threads_option="",
+            preference=0,
         ),
         RuntimeSpec(
             "reference",
@@ -112,25 +135,29 @@ RUNTIMES: dict[str, RuntimeSpec] = {
             ("numpy",),
             "",
             (".npz", ".h5"),
-            (),
-            "pip install xemotion",
-            "",
+            install="pip install xemotion",
+            threads_option="",
+            preference=1,
         ),
     )
 }
 
-# File kind by content; each kind lists its runtimes in order of preference.
+
+def preference(kind: str, *, delegate: bool = False) -> tuple[str, ...]:
+    """The runtimes of a file kind ('.onnx', '.tflite', '.npz', '.h5'), preferred first."""
+
+    def rank(r: RuntimeSpec) -> int:
+        return r.preference_with_delegate if delegate and r.preference_with_delegate is not None else r.preference
+
+    return tuple(r.name for r in sorted((r for r in RUNTIMES.values() if kind in r.suffixes), key=rank))
+
+
+# File kind by content.
 _MAGIC: tuple[tuple[Callable[[bytes], bool], str], ...] = (
     (lambda b: b[4:8] == b"TFL3", ".tflite"),
     (lambda b: b.startswith(b"\x89HDF"), ".h5"),
     (lambda b: b.startswith(b"PK"), ".npz"),
 )
-PREFERENCE: dict[str, tuple[str, ...]] = {
-    ".onnx": ("onnxruntime",),
-    ".tflite": ("litert", "tflite_runtime", "tensorflow"),
-    ".npz": ("keras", "reference"),
-    ".h5": ("keras", "reference"),
-}
 
 
 def file_kind(path: str | Path) -> str:
@@ -150,35 +177,50 @@ def file_kind(path: str | Path) -> str:
     raise ModelFileError(f"{path}: not a model xemotion knows (ONNX, TFLite, DeepFace .h5, xemotion .npz)")
 
 
-def pick_runtime(path: str | Path, runtime: str | None = None) -> RuntimeSpec:
-    kind = file_kind(path)
+def pick_runtime(path: str | Path, runtime: str | None = None, *, delegate: bool = False) -> RuntimeSpec:
     if runtime is not None:
         spec = RUNTIMES.get(runtime)
         if spec is None:
             raise ModelFileError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+        try:
+            kind = file_kind(path)
+        except ModelFileError:
+            if not Path(path).is_file():
+                raise
+            return spec  # content without magic and a name without suffix: the named runtime judges it
         if kind not in spec.suffixes:
             raise ModelFileError(f"{path}: runtime {runtime} cannot run a {kind} file")
         return spec
-    for name in PREFERENCE[kind]:
+    kind = file_kind(path)
+    order = preference(kind, delegate=delegate)
+    for name in order:
         if RUNTIMES[name].available():
             return RUNTIMES[name]
-    first = RUNTIMES[PREFERENCE[kind][0]]
+    first = RUNTIMES[order[0]]
     raise MissingDependencyError(f"no runtime for {kind} files is installed; install one with: {first.hint()}")
 
 
 def open_backend(path: str | Path, runtime: str | None = None, *, probe: bool | None = None, **options: Any) -> Backend:
-    """Open ``path``; ``probe`` (default: for TFLite files) first checks it in a helper process (see safety)."""
-    spec = pick_runtime(path, runtime)
+    """The one door to a backend: every command and API path opens model files here.
+
+    ``runtime`` picks one by name (else the preferred installed one for the file's kind). ``probe``
+    (default: for the kinds in ``safety.PROBED_BY_DEFAULT``, TFLite) first opens and runs the file in a
+    helper process, so that a malformed file cannot crash or hang this one (see ``safety``); the
+    backend then loads the very bytes that were checked.
+    """
+    spec = pick_runtime(path, runtime, delegate=bool(options.get("delegate")))
     threads = options.pop("threads", None)  # one name for every runtime
     if threads and spec.threads_option:
         options[spec.threads_option] = threads
+    if options.get("delegate") is None:
+        options.pop("delegate", None)
     if probe or (probe is None and spec.available() and _probed_by_default(path)):
         from ..safety import probe as run_probe
 
         data = run_probe(path, spec.name, **options)
         if ".tflite" in spec.suffixes:
             options["model_content"] = data  # load the very bytes that were checked
-    return spec.open(path, **options)
+    return spec._load(path, **options)
 
 
 def _probed_by_default(path: str | Path) -> bool:

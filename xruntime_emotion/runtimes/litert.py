@@ -1,5 +1,6 @@
-"""TFLite backends: LiteRT (``ai_edge_litert``), ``tflite_runtime`` (what i.MX BSPs ship) and
-``tf.lite`` (deprecated, last resort), with optional external delegates.
+"""TFLite backends: LiteRT (``ai_edge_litert``), ``tflite_runtime`` (what i.MX BSPs ship) and any other
+module with the same ``Interpreter`` API (the TensorFlow side registers ``tf.lite`` this way), with
+optional external delegates.
 
 ``kernels="builtin"`` turns off the default XNNPACK delegate, so TFLite's own kernels run: what
 ``tflite_runtime`` 2.14 runs for int8 (it has no int8 XNNPACK). The two kernel sets round int8
@@ -22,14 +23,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import MissingDependencyError, ModelFileError
+from ..ir import CONTRACT, LABELS
 
-_MODULES: dict[str, tuple[str, str]] = {
-    # runtime -> (module, attribute path of the Interpreter class in it)
-    "litert": ("ai_edge_litert.interpreter", ""),
-    "tflite_runtime": ("tflite_runtime.interpreter", ""),
-    "tensorflow": ("tensorflow", "lite"),
-}
-
+CLASSES = len(LABELS)
 
 # kernels -> OpResolverType member ("" = the interpreter's default: builtin kernels + XNNPACK)
 _RESOLVERS: dict[str, str] = {"default": "", "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES"}
@@ -40,13 +36,14 @@ def _resolver_enum(mod: Any) -> Any:
     return getattr(mod, "OpResolverType", None) or mod.experimental.OpResolverType
 
 
-def _interpreter_module(runtime: str) -> Any:
-    module, attr = _MODULES[runtime]
+def _interpreter_module(interpreter: str | Any, runtime: str) -> Any:
+    """The module holding ``Interpreter``: a module name (imported now) or the module itself."""
+    if not isinstance(interpreter, str):
+        return interpreter
     try:
-        mod = importlib.import_module(module)
+        return importlib.import_module(interpreter)
     except (ImportError, AttributeError) as exc:  # tflite_runtime 2.14 fails at import under NumPy 2
         raise MissingDependencyError(f"{runtime} cannot be imported ({exc})") from exc
-    return getattr(mod, attr) if attr else mod
 
 
 class LiteRTBackend:
@@ -54,6 +51,7 @@ class LiteRTBackend:
         self,
         path: Path,
         *,
+        interpreter: str | Any = "ai_edge_litert.interpreter",
         runtime: str = "litert",
         delegate: str | None = None,
         num_threads: int | None = None,
@@ -66,7 +64,7 @@ class LiteRTBackend:
         self.path = path
         self.runtime = runtime if kernels == "default" else f"{runtime}-{kernels}"
         self.kernels = kernels
-        self._mod = _interpreter_module(runtime)
+        self._mod = _interpreter_module(interpreter, runtime)
         self._delegate_path = delegate
         self._delegate_options = delegate_options or {}
         self._num_threads = num_threads
@@ -81,10 +79,10 @@ class LiteRTBackend:
             raise ModelFileError(f"{path}: expected one input and one output, got {len(inp)} and {len(out)}")
         self.input, self.output = inp[0], out[0]
         sig = list(self.input.get("shape_signature", self.input["shape"]))
-        if len(sig) != 4 or list(sig[1:]) != [48, 48, 1]:
-            raise ModelFileError(f"{path}: input shape {sig}, expected [N,48,48,1]")
-        if int(np.prod(self.output["shape"][1:])) != 7:
-            raise ModelFileError(f"{path}: output shape {list(self.output['shape'])}, expected [N,7]")
+        if len(sig) != 4 or list(sig[1:]) != list(CONTRACT.shape):
+            raise ModelFileError(f"{path}: input shape {sig}, expected [N,{','.join(map(str, CONTRACT.shape))}]")
+        if int(np.prod(self.output["shape"][1:])) != CLASSES:
+            raise ModelFileError(f"{path}: output shape {list(self.output['shape'])}, expected [N,{CLASSES}]")
         self.fixed_batch: int | None = None if sig[0] == -1 else int(sig[0])
         if self.fixed_batch is not None and self.fixed_batch < 1:
             raise ModelFileError(f"{path}: input batch dimension {self.fixed_batch}, expected -1 or a positive size")
@@ -161,9 +159,9 @@ class LiteRTBackend:
         except (ValueError, RuntimeError) as exc:
             raise ModelFileError(f"{self.path}: inference failed ({str(exc).strip()[:300]})") from exc
         y = self._dequantize(np.asarray(y))
-        if y.size != len(x) * 7:
-            raise ModelFileError(f"{self.path}: {y.size} output values for {len(x)} faces, expected {len(x) * 7}")
-        return y.reshape(len(x), 7)
+        if y.size != len(x) * CLASSES:
+            raise ModelFileError(f"{self.path}: {y.size} output values for {len(x)} faces, expected {len(x) * CLASSES}")
+        return y.reshape(len(x), CLASSES)
 
 
 def _read(path: Path) -> bytes:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelFileError
+from ..ir import CONTRACT, LABELS
 
 
 class OrtBackend:
@@ -42,8 +43,9 @@ class OrtBackend:
         self.input_name = ins[0].name
         self.output_names = [outs[0].name]
         shape = ins[0].shape
-        if len(shape) != 4 or list(shape[1:]) not in ([48, 48, 1],):
-            raise ModelFileError(f"{path}: input {ins[0].name} has shape {shape}, expected [N,48,48,1]")
+        if len(shape) != 4 or list(shape[1:]) != list(CONTRACT.shape):
+            expected = ",".join(map(str, CONTRACT.shape))
+            raise ModelFileError(f"{path}: input {ins[0].name} has shape {shape}, expected [N,{expected}]")
         if ins[0].type != "tensor(float)":
             raise ModelFileError(f"{path}: input type {ins[0].type}, expected float32")
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
@@ -74,9 +76,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _check_output(out: Any, n: int, path: Path) -> np.ndarray:
-    out = np.asarray(out, dtype=np.float32).reshape(n, -1) if np.size(out) == n * 7 else None
+    out = np.asarray(out, dtype=np.float32).reshape(n, -1) if np.size(out) == n * len(LABELS) else None
     if out is None:
-        raise ModelFileError(f"{path}: output does not have shape (N,7)")
+        raise ModelFileError(f"{path}: output does not have shape (N,{len(LABELS)})")
     return out
 
 

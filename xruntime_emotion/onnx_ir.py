@@ -1,8 +1,9 @@
-"""ONNX straight from the IR with onnx.helper: no TensorFlow. One emitter per layer kind.
+"""ONNX straight from the IR with onnx.helper: no TensorFlow (the ``onnx`` extra). One emitter per layer kind.
 
-Same contract as the tf2onnx export: input ``input`` float32 [N,48,48,1] NHWC, output
-``probabilities`` [N,7]. The graph transposes NHWC -> NCHW once, runs ONNX's NCHW ops, and
-flattens after transposing back, so that Flatten sees Keras' (H,W,C) order.
+Same contract as the tf2onnx export: input ``input`` float32 [N,H,W,C] NHWC, output ``probabilities``
+[N,classes]. The graph transposes NHWC -> NCHW once, runs ONNX's NCHW ops, and flattens after
+transposing back, so that Flatten sees Keras' (H,W,C) order. ``finish`` (metadata and the checker)
+is shared with every ONNX producer, the TensorFlow-side ones included.
 """
 
 from __future__ import annotations
@@ -12,13 +13,23 @@ from typing import Any
 
 import numpy as np
 
-from xruntime_emotion.ir import Layer, LayerKind
-
-from ._deps import onnx
-from .context import ExportContext
-from .onnx_tf2onnx import finish
+from .errors import require
+from .ir import Layer, LayerKind, ModelIR
+from .metadata import artifact_metadata
 
 PRODUCER = "xemotion-ir"
+
+
+def onnx() -> Any:
+    return require("onnx", "onnx")
+
+
+def finish(proto: Any, ir: ModelIR, producer: str) -> Any:
+    """Metadata and the ONNX checker: the last step of every ONNX producer."""
+    o = onnx()
+    o.helper.set_model_props(proto, artifact_metadata(ir, producer))
+    o.checker.check_model(proto)
+    return proto
 
 
 class _Graph:
@@ -80,15 +91,15 @@ EMITTERS: dict[LayerKind, Callable[[_Graph, Layer, tuple[np.ndarray, ...]], None
 }
 
 
-def model_proto(ctx: ExportContext) -> Any:
+def model_proto(ir: ModelIR, opset: int = 17, fixed_batch: int | None = None) -> Any:
     o = onnx()
-    h, ir = o.helper, ctx.ir
+    h = o.helper
     g = _Graph()
     g.add("Transpose", [], "input/to_nchw", perm=[0, 3, 1, 2])
     for layer in ir.layers:
         EMITTERS[layer.kind](g, layer, ir.weights.get(layer.name, ()))
     g.nodes[-1].output[0] = "probabilities"
-    batch: Any = ctx.options.fixed_batch or "N"
+    batch: Any = fixed_batch or "N"
     graph = h.make_graph(
         g.nodes,
         "deepface_emotion",
@@ -96,10 +107,6 @@ def model_proto(ctx: ExportContext) -> Any:
         [h.make_tensor_value_info("probabilities", o.TensorProto.FLOAT, [batch, len(ir.labels)])],
         g.inits,
     )
-    proto = h.make_model(graph, opset_imports=[h.make_opsetid("", ctx.options.opset)], producer_name=PRODUCER)
+    proto = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)], producer_name=PRODUCER)
     proto.ir_version = 8
-    return finish(proto, ctx, PRODUCER)
-
-
-def export(ctx: ExportContext) -> bytes:
-    return bytes(model_proto(ctx).SerializeToString())
+    return finish(proto, ir, PRODUCER)

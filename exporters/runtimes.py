@@ -1,4 +1,6 @@
-"""Keras backend for weights files (needs TensorFlow: the [export] extra)."""
+"""The runtimes that need TensorFlow, registered by module string in ``xruntime_emotion.runtimes``:
+``keras`` (weights files run by a Keras model) and ``tensorflow`` (``tf.lite``, deprecated, the last
+resort for .tflite files). The app side never imports this module itself."""
 
 from __future__ import annotations
 
@@ -8,7 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from ..ir import ModelIR
+from xruntime_emotion.ir import ModelIR
+from xruntime_emotion.runtimes.litert import LiteRTBackend
+
+from ._deps import tf
 
 
 class KerasBackend:
@@ -16,7 +21,7 @@ class KerasBackend:
     fixed_batch = None
 
     def __init__(self, path: Path, ir: ModelIR | None = None) -> None:
-        from exporters.keras_builder import build_model
+        from .keras_builder import build_model
 
         self.path = path
         self.ir = ir or ModelIR.load(path)
@@ -30,11 +35,15 @@ class KerasBackend:
         return self.model.predict_on_batch(native)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        from exporters.train import predict_keras
+        from .train import predict_keras
 
         with self._lock:
             return predict_keras(self.model, x).astype(np.float32)
 
 
-def open_backend(path: Path, **options: Any) -> KerasBackend:
+def open_keras(path: Path, **options: Any) -> KerasBackend:
     return KerasBackend(path, **options)
+
+
+def open_tflite(path: Path, **options: Any) -> LiteRTBackend:
+    return LiteRTBackend(path, interpreter=tf().lite, runtime="tensorflow", **options)
