@@ -77,7 +77,7 @@ import importlib.util
 import sys
 
 import xruntime_emotion
-from xruntime_emotion.synthetic import synthetic_cases
+from xruntime_emotion.model.synthetic import synthetic_cases
 from xruntime_emotion.weights import default_onnx_path, default_weights_path
 from PIL import Image
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from xruntime_emotion.calibration import Calibration, calibration_sample
 from xruntime_emotion.errors import ExportError
-from xruntime_emotion.ir import ModelIR
+from xruntime_emotion.model.calibration import Calibration, calibration_sample
+from xruntime_emotion.model.ir import ModelIR
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class ExportContext:
         return self.calibration
 
     def calibration_float(self) -> np.ndarray:
-        from xruntime_emotion.data import to_input
+        from xruntime_emotion.model.data import to_input
 
         return to_input(self.require_calibration("int8").images)
 

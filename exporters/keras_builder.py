@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from xruntime_emotion.ir import DEEPFACE_LAYERS, InputContract, Layer, LayerKind, ModelIR
+from xruntime_emotion.model.ir import DEEPFACE_LAYERS, InputContract, Layer, LayerKind, ModelIR
 
 from ._deps import keras
 

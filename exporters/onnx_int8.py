@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from xruntime_emotion.onnx_ir import finish
+from xruntime_emotion.model.onnx_ir import finish
 
 from .context import ExportContext
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from unittest import mock
 
-from xruntime_emotion.metadata import artifact_metadata
+from xruntime_emotion.model.metadata import artifact_metadata
 
 from ._deps import tf, tf2onnx
 from .context import ExportContext
@@ -22,13 +23,48 @@ def model_proto(ctx: ExportContext) -> Any:
     def fn(x: Any) -> dict[str, Any]:
         return {"probabilities": model(x, training=False)}
 
-    proto, _ = convert.convert.from_function(fn, input_signature=spec, opset=ctx.options.opset)
+    with stable_transpose_optimizer():
+        proto, _ = convert.convert.from_function(fn, input_signature=spec, opset=ctx.options.opset)
     for value in (*proto.graph.input, *proto.graph.output):  # tf2onnx names the batch dim unk__NN
         dim = value.type.tensor_type.shape.dim[0]
         if dim.dim_param:
             dim.dim_param = "N"
     _canonical_names(proto.graph)
     return finish(proto, ctx, PRODUCER)
+
+
+def stable_transpose_optimizer() -> Any:
+    """A context in which tf2onnx's TransposeOptimizer replaces every size-1-dim Transpose in one round.
+
+    tf2onnx 1.17's ``post_optimize_action`` replaces such Transposes by Reshapes while iterating the graph's
+    live node list; ``remove_node`` deletes from that list, so the node after each replaced one is skipped.
+    The list order differs between runs (PYTHONHASHSEED alone does not fix it). When the input Transpose
+    (C=1) sits just before the one feeding Flatten's Reshape, the latter is replaced a round later, after the
+    reshape optimizer has run, and Flatten's Shape/Gather/Cast/Slice/Concat/Cast target stays in the graph.
+    Iterating a snapshot of the list instead gives the usual graph every time.
+    """
+    from tf2onnx import optimizer
+    from tf2onnx.optimizer.transpose_optimizer import TransposeOptimizer
+
+    if optimizer._optimizers.get("optimize_transpose") is not TransposeOptimizer:
+        raise RuntimeError("tf2onnx's optimizer list changed: re-check stable_transpose_optimizer")
+
+    class SnapshotTransposeOptimizer(TransposeOptimizer):  # type: ignore[misc]
+        _snapshot = False
+
+        @property
+        def nodes(self) -> list[Any]:
+            nodes = self._g.get_nodes()
+            return list(nodes) if self._snapshot else nodes
+
+        def post_optimize_action(self) -> None:
+            self._snapshot = True
+            try:
+                super().post_optimize_action()
+            finally:
+                self._snapshot = False
+
+    return mock.patch.dict(optimizer._optimizers, optimize_transpose=SnapshotTransposeOptimizer)
 
 
 _COUNTER = re.compile(r"__(\d+)")

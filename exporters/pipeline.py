@@ -1,6 +1,6 @@
 """Export: IR -> artifacts, each validated against the IR reference before it is renamed into place.
 
-Formats are rows of the catalog (``xruntime_emotion.formats``), each naming its producer. Every
+Formats are rows of the catalog (``xruntime_emotion.model.catalog``), each naming its producer. Every
 artifact goes to a temporary file in the output folder, is opened by its own runtime and compared
 with the NumPy reference, and only then renamed: a failed validation leaves nothing behind. One
 ``export_manifest.json`` records every artifact.
@@ -19,21 +19,22 @@ import numpy as np
 
 from xruntime_emotion import __version__
 from xruntime_emotion.atomic import atomic_path, write_text_atomic
-from xruntime_emotion.calibration import (
+from xruntime_emotion.check.fidelity import Int8Rule, judge_int8
+from xruntime_emotion.errors import ExportError, XEmotionError
+from xruntime_emotion.model.calibration import (
     DEFAULT_SEED,
     DEFAULT_SIZE,
     Calibration,
     calibration_sample,
     shipped_sample,
 )
-from xruntime_emotion.data import load_fer2013, to_input
-from xruntime_emotion.errors import ExportError, XEmotionError
-from xruntime_emotion.fidelity import Int8Rule, judge_int8
-from xruntime_emotion.formats import FORMATS, Format, Precision, exported_formats, get_target
-from xruntime_emotion.integrity import EXPORT_MANIFEST, read_manifest
-from xruntime_emotion.ir import ModelIR, sha256_file
-from xruntime_emotion.runtimes import RUNTIMES, open_backend
-from xruntime_emotion.synthetic import synthetic_inputs
+from xruntime_emotion.model.catalog import FORMATS, Format, Precision, exported_formats, get_target
+from xruntime_emotion.model.data import load_fer2013, to_input
+from xruntime_emotion.model.ir import ModelIR
+from xruntime_emotion.model.synthetic import synthetic_inputs
+from xruntime_emotion.runtime.backends import RUNTIMES, open_backend
+from xruntime_emotion.runtime.integrity import EXPORT_MANIFEST, read_manifest
+from xruntime_emotion.util import sha256_file
 
 from .context import ExportContext, ExportOptions
 
@@ -61,7 +62,7 @@ def resolve_via(via: str) -> str:
 def _onnx_bytes(ctx: ExportContext, via: str) -> Made:
     def make() -> Made:
         if via == "ir":
-            from xruntime_emotion.onnx_ir import PRODUCER, model_proto
+            from xruntime_emotion.model.onnx_ir import PRODUCER, model_proto
 
             return Made(model_proto(ctx.ir, ctx.options.opset, ctx.options.fixed_batch).SerializeToString(),
                         PRODUCER, {"opset": ctx.options.opset})  # fmt: skip

@@ -1,4 +1,4 @@
-"""The runtimes that need TensorFlow, registered by module string in ``xruntime_emotion.runtimes``:
+"""The runtimes that need TensorFlow, registered by module string in ``xruntime_emotion.runtime.backends``:
 ``keras`` (weights files run by a Keras model) and ``tensorflow`` (``tf.lite``, deprecated, the last
 resort for .tflite files). The app side never imports this module itself."""
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from xruntime_emotion.ir import ModelIR
-from xruntime_emotion.runtimes.litert import LiteRTBackend
+from xruntime_emotion.model.ir import ModelIR
+from xruntime_emotion.runtime.backends.litert import LiteRTBackend
 
 from ._deps import tf
 

@@ -57,7 +57,7 @@ def int8_bytes(ctx: ExportContext, batch_size: int | None) -> bytes:
 
 def check_uint8_input(model: bytes) -> None:
     """The input must take raw pixels: uint8, scale 1/255, zero point 0."""
-    from xruntime_emotion.inspection import inspect_bytes
+    from xruntime_emotion.runtime.inspection import inspect_bytes
 
     d = inspect_bytes(model, "tflite").inputs[0]
     scale, zero = (d.scale or (0.0,))[0], (d.zero_point or (0,))[0]
@@ -74,6 +74,6 @@ def export_int8(ctx: ExportContext) -> bytes:
 
 def tflite_ops(model: bytes) -> list[str]:
     """The file's own operator names (custom ops by their custom code), read from the flatbuffer."""
-    from xruntime_emotion.inspection import inspect_bytes
+    from xruntime_emotion.runtime.inspection import inspect_bytes
 
     return [op.op for op in inspect_bytes(model, "tflite").operators]

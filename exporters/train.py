@@ -21,8 +21,8 @@ import numpy as np
 
 from xruntime_emotion import __version__
 from xruntime_emotion.atomic import write_text_atomic
-from xruntime_emotion.data import FerData, Split, to_input
-from xruntime_emotion.ir import ModelIR, Provenance
+from xruntime_emotion.model.data import FerData, Split, to_input
+from xruntime_emotion.model.ir import ModelIR, Provenance
 
 from ._deps import keras, tf
 
@@ -259,6 +259,6 @@ def finish(data: FerData, output: Path, ckpt: Path, *, recipe: Recipe, seed: int
 
 
 def _sha(p: Path) -> str:
-    from xruntime_emotion.ir import sha256_file
+    from xruntime_emotion.util import sha256_file
 
     return sha256_file(p)

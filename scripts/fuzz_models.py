@@ -10,7 +10,7 @@ the file: half uniformly, half in the first 4 KiB or the last 8 KiB, where the s
 
 Workers are child processes that each handle many mutants and are restarted when one dies. A worker
 opens a mutant with ``EmotionClassifier.from_file`` (default: TFLite probed in a helper process, see
-``xruntime_emotion.safety``) and classifies a batch of 2 faces and then 1. Outcomes per mutant:
+``xruntime_emotion.runtime.safety``) and classifies a batch of 2 faces and then 1. Outcomes per mutant:
 - ran: loaded and classified;
 - refused: an XEmotionError (of these, "probe caught" counts files that killed the probe process);
 - crashed: the worker (the host process) died; hung: no answer within --timeout;
@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from xruntime_emotion.formats import FORMATS
+from xruntime_emotion.model.catalog import FORMATS
 
 # every exported artifact kind that runs on a host CPU, by the catalog
 FILES = {f.name: f.filename for f in FORMATS.values() if f.exported and f.runs_on_host}

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from exporters.context import ExportContext, ExportOptions
 from exporters.pipeline import export
-from xruntime_emotion.data import Split, load_fer2013, to_input
-from xruntime_emotion.ir import ModelIR, sha256_file
-from xruntime_emotion.runtimes import open_backend, predict_batched
+from xruntime_emotion.model.data import Split, load_fer2013, to_input
+from xruntime_emotion.model.ir import ModelIR
+from xruntime_emotion.runtime.backends import open_backend, predict_batched
+from xruntime_emotion.util import sha256_file
 from xruntime_emotion.weights import DEFAULT_ONNX, DEFAULT_WEIGHTS, MANIFEST
 
 DEST = Path(__file__).resolve().parents[1] / "xruntime_emotion" / "weights"

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xruntime_emotion.data import FerData, load_fer2013
-from xruntime_emotion.formats import ALL_FORMATS
-from xruntime_emotion.ir import DEEPFACE_LAYERS, InputContract, ModelIR, Provenance, weight_shapes
+from xruntime_emotion.model.catalog import ALL_FORMATS
+from xruntime_emotion.model.data import FerData, load_fer2013
+from xruntime_emotion.model.ir import DEEPFACE_LAYERS, InputContract, ModelIR, Provenance, weight_shapes
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ALL = list(ALL_FORMATS)
@@ -82,7 +82,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, default_ir: ModelIR) -> 
     """
     from exporters.context import ExportContext, ExportOptions
     from exporters.pipeline import export
-    from xruntime_emotion.calibration import shipped_sample
+    from xruntime_emotion.model.calibration import shipped_sample
 
     out = tmp_path_factory.mktemp("artifacts")
     export(ExportContext(default_ir, ExportOptions(), shipped_sample()), ALL, out)

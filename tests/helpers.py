@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from xruntime_emotion.data import FerData, Split, to_input
-from xruntime_emotion.preprocess import load_image
-from xruntime_emotion.synthetic import synthetic_inputs
+from xruntime_emotion.model.data import FerData, Split, to_input
+from xruntime_emotion.model.synthetic import synthetic_inputs
+from xruntime_emotion.runtime.preprocess import load_image
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import xruntime_emotion
-from xruntime_emotion.formats import FORMATS, Format, Precision, exported_formats, registered
-from xruntime_emotion.runtimes import RUNTIMES, RuntimeSpec
+from xruntime_emotion.model.catalog import FORMATS, Format, Precision, exported_formats, registered
+from xruntime_emotion.runtime.backends import RUNTIMES, RuntimeSpec
 
 PACKAGE = Path(xruntime_emotion.__file__).parent
 FORBIDDEN = {"exporters", "tensorflow", "tf_keras", "keras", "tf2onnx"}
@@ -53,7 +53,7 @@ def test_the_app_side_never_imports_tensorflow_or_the_exporters() -> None:
     for spec in RUNTIMES.values():  # TensorFlow's runtimes are registered by module string, on the exporters side
         if "tensorflow" in spec.probe:
             assert spec.module.startswith("exporters."), spec
-    assert "tensorflow" not in (PACKAGE / "runtimes" / "litert.py").read_text()
+    assert "tensorflow" not in (PACKAGE / "runtime" / "backends" / "litert.py").read_text()
 
 
 def test_the_boundary_check_sees_every_kind_of_import(tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_predict_verify_and_info_load_no_tensorflow(tmp_path: Path) -> None:
     """In one process, as the CLI runs them: afterwards no TensorFlow module has been imported."""
     from PIL import Image
 
-    from xruntime_emotion.golden import HAPPY, load
+    from xruntime_emotion.check.golden import HAPPY, load
     from xruntime_emotion.weights import default_onnx_path
 
     (tmp_path / "a").mkdir()
@@ -111,7 +111,7 @@ def make_fake(ctx: Any) -> Any:
 
 
 def open_fake(path: Path, **options: Any) -> Any:
-    from xruntime_emotion.runtimes.ort import OrtBackend
+    from xruntime_emotion.runtime.backends.ort import OrtBackend
 
     backend = OrtBackend(path, **options)
     backend.runtime = "fake-rt"
@@ -121,8 +121,8 @@ def open_fake(path: Path, **options: Any) -> Any:
 def test_a_new_kind_is_one_catalog_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from exporters.context import ExportContext
     from exporters.pipeline import export, plan
-    from xruntime_emotion.bench import default_models
-    from xruntime_emotion.conformance import matrix, verify
+    from xruntime_emotion.check.bench import default_models
+    from xruntime_emotion.check.verify import matrix, verify
 
     spec = RuntimeSpec(
         "fake-rt", "test_architecture:open_fake", ("onnxruntime",), "", (".onnx",), threads_option="threads"
@@ -135,7 +135,7 @@ def test_a_new_kind_is_one_catalog_row(tmp_path: Path, monkeypatch: pytest.Monke
         p = plan(["fake-fp32"])
         assert p.formats == ("fake-fp32",) and p.calibration is None
         assert "fake-fp32" in plan(all_formats=True, calib_data=None).formats
-        from xruntime_emotion.ir import ModelIR
+        from xruntime_emotion.model.ir import ModelIR
 
         manifest = export(ExportContext(ModelIR.default(), p.options), list(p.formats), tmp_path)
         entry = manifest["artifacts"]["fake-fp32"]
@@ -148,8 +148,8 @@ def test_a_new_kind_is_one_catalog_row(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_verify_refuses_a_malformed_tflite_through_the_probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A file with TFLite's magic but garbage inside never reaches this process's interpreter."""
-    from xruntime_emotion import safety
-    from xruntime_emotion.conformance import verify
+    from xruntime_emotion.check.verify import verify
+    from xruntime_emotion.runtime import safety
 
     rng = np.random.default_rng(0)
     bad = b"\x1c\x00\x00\x00TFL3" + rng.integers(0, 256, 4000, dtype=np.uint8).tobytes()
@@ -167,3 +167,129 @@ def test_verify_refuses_a_malformed_tflite_through_the_probe(tmp_path: Path, mon
     assert ran and all(r["status"] == "failed" for r in ran) and not report["passed"]
     assert seen and all(rt in ("litert", "tflite_runtime") for rt in seen)
     assert all("not a loadable TFLite model" in r["reason"] for r in ran), ran  # the probe's verdict, passed on
+
+
+# --------------------------------------------------------------------------------------------- layers
+LAYERS = {  # top-level name under xruntime_emotion -> layer; imports may only point down (or sideways, acyclic)
+    "errors": 0, "_version": 0, "atomic": 0, "util": 0,
+    "model": 1, "weights": 1,
+    "runtime": 2,
+    "check": 3,
+    "cli": 4, "_compat": 4, "__main__": 4,
+    "": 5,  # the package itself: the public API facade
+}  # fmt: skip
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports anywhere (top level, in functions, under TYPE_CHECKING)."""
+    names = {module_name(p, root) for p in root.rglob("*.py")}
+    graph: dict[str, set[str]] = {n: set() for n in names}
+    for path in root.rglob("*.py"):
+        me = module_name(path, root)
+        package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(up + ([base] if base else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in names else base for a in node.names]
+            for t in targets:
+                while t and t not in names:
+                    t = t.rpartition(".")[0]
+                if t and t != me:
+                    graph[me].add(t)
+    return graph
+
+
+def layer_of(module: str, root_name: str) -> int:
+    rest = module.removeprefix(root_name).lstrip(".")
+    return LAYERS[rest.split(".")[0]]
+
+
+def layering_problems(graph: dict[str, set[str]], root_name: str) -> list[str]:
+    """Upward imports, and circles (strongly connected groups of modules)."""
+    problems = [
+        f"{a} -> {b} (layer {layer_of(a, root_name)} -> {layer_of(b, root_name)})"
+        for a in sorted(graph)
+        for b in sorted(graph[a])
+        if layer_of(b, root_name) > layer_of(a, root_name)
+    ]
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                problems.append("circle: " + " <-> ".join(sorted(group)))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return problems
+
+
+def test_imports_point_down_the_layers_without_circles() -> None:
+    graph = import_graph(PACKAGE)
+    assert {"xruntime_emotion.model.ir", "xruntime_emotion.runtime.classifier", "xruntime_emotion.check.verify"} <= set(
+        graph
+    )
+    assert "xruntime_emotion.model.ir" in graph["xruntime_emotion.runtime.classifier"]
+    assert layering_problems(graph, "xruntime_emotion") == []
+
+
+def test_the_layer_check_sees_circles_and_upward_imports(tmp_path: Path) -> None:
+    root = tmp_path / "pkg"
+    for sub in ("model", "runtime"):
+        (root / sub).mkdir(parents=True)
+        (root / sub / "__init__.py").write_text("")
+    (root / "__init__.py").write_text("")
+    (root / "model" / "a.py").write_text("from pkg.runtime.c import x\n")  # upward
+    (root / "runtime" / "c.py").write_text("def f():\n    from . import d\n")
+    (root / "runtime" / "d.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .c import f\n"
+    )
+    assert layering_problems(import_graph(root), "pkg") == [
+        "pkg.model.a -> pkg.runtime.c (layer 1 -> 2)",
+        "circle: pkg.runtime.c <-> pkg.runtime.d",
+    ]
+
+
+def test_old_module_paths_still_import_for_one_release() -> None:
+    code = "import warnings; warnings.simplefilter('error');from xruntime_emotion.ir import ModelIR"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "xruntime_emotion.ir is now xruntime_emotion.model.ir" in r.stderr
+    code = (
+        "import warnings; warnings.simplefilter('ignore');"
+        "from xruntime_emotion.runtimes.ort import OrtBackend as A; from xruntime_emotion.runtime.backends.ort import "
+        "OrtBackend as B; from xruntime_emotion.classifier import EmotionClassifier as C; import xruntime_emotion as x;"
+        "assert A is B and C is x.EmotionClassifier; print('ok')"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "ok", r.stderr

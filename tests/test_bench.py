@@ -28,7 +28,7 @@ def test_bench_writes_rows_with_classifier_and_raw(tmp_path: Path, artifacts: Pa
 
 
 def test_ir_onnx_is_no_larger_than_tf2onnx(full_artifacts: Path) -> None:
-    from xruntime_emotion.info import describe
+    from xruntime_emotion.runtime.info import describe
 
     ir_made = full_artifacts / "emotion_float32_ir.onnx"
     a, b = describe(full_artifacts / "emotion_float32.onnx"), describe(ir_made)

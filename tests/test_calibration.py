@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers import run_cli
 
-from xruntime_emotion.calibration import (
+from xruntime_emotion.model.calibration import (
     NEAR_DUPLICATE_RULE,
     SAMPLE_FILE,
     calibration_sample,
@@ -18,7 +18,7 @@ from xruntime_emotion.calibration import (
     nearest,
     shipped_sample,
 )
-from xruntime_emotion.data import FerData, Split, image_sha256
+from xruntime_emotion.model.data import FerData, Split, image_sha256
 
 LIMIT = NEAR_DUPLICATE_RULE["max_rms_grey_levels"]
 

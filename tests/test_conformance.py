@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from helpers import run_cli
 
-from xruntime_emotion import golden as G
-from xruntime_emotion.conformance import MATRIX, Pair, verify
+from xruntime_emotion.check import golden as G
+from xruntime_emotion.check.verify import MATRIX, Pair, verify
 from xruntime_emotion.errors import ConformanceError
-from xruntime_emotion.ir import ModelIR
-from xruntime_emotion.runtimes import RUNTIMES
+from xruntime_emotion.model.ir import ModelIR
+from xruntime_emotion.runtime.backends import RUNTIMES
 
 REQUIRED = {  # the pairs that must pass on a development machine and in CI
     ("weights", "keras"), ("onnx", "onnxruntime"), ("onnx-ir", "onnxruntime"), ("onnx-int8", "onnxruntime"),
@@ -164,7 +164,7 @@ def test_perturbed_golden_fails_naming_the_case(
 def test_onnx_mirror_matches_golden(tmp_path: Path) -> None:
     from onnx import TensorProto, numpy_helper
 
-    from xruntime_emotion.data import to_input
+    from xruntime_emotion.model.data import to_input
 
     gs = G.load()
     synth = [c for c in gs.cases if c.kind == "synthetic"]
@@ -203,8 +203,8 @@ def test_regenerate_is_deterministic_and_guards_weights(
 
 def test_golden_record_adds_a_kernel_set_for_the_same_file_only(tmp_path: Path, full_artifacts: Path) -> None:
     """A board records its own kernel set (its NPU delegate) once; only for the artifact the set was made with."""
-    from xruntime_emotion.data import to_input
-    from xruntime_emotion.runtimes import open_backend, predict_batched
+    from xruntime_emotion.model.data import to_input
+    from xruntime_emotion.runtime.backends import open_backend, predict_batched
 
     d = _copy_golden(tmp_path)
     r = run_cli("golden", "record", "--runtime", "tensorflow", "--artifacts", str(full_artifacts), "--golden", str(d))
@@ -260,7 +260,7 @@ def test_verify_fails_an_int8_artifact_of_other_weights(tmp_path: Path, artifact
     """An int8 file from other weights, dropped into a folder of the golden weights, fails."""
     from exporters.context import ExportContext, ExportOptions
     from exporters.pipeline import export
-    from xruntime_emotion.calibration import shipped_sample
+    from xruntime_emotion.model.calibration import shipped_sample
 
     other = tmp_path / "other"
     export(ExportContext(random_ir, ExportOptions(), shipped_sample()), ["onnx-int8"], other)
@@ -286,7 +286,7 @@ def _int8_outputs() -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 
 def test_int8_rule_passes_the_recorded_outputs() -> None:
-    from xruntime_emotion.fidelity import Int8Rule, judge_int8
+    from xruntime_emotion.check.fidelity import Int8Rule, judge_int8
 
     ref, got, names = _int8_outputs()
     checks, failures = judge_int8(ref, got, Int8Rule(), names)
@@ -306,7 +306,7 @@ def _flip(p: np.ndarray, i: int) -> None:
 @pytest.mark.parametrize("check", ["psnr", "decisive", "confident", "max_dp", "nan"])
 def test_each_int8_check_fails_on_perturbed_outputs(check: str) -> None:
     """Starting from outputs that pass, one perturbation per check makes exactly that check fail."""
-    from xruntime_emotion.fidelity import Int8Rule, judge_int8, margins
+    from xruntime_emotion.check.fidelity import Int8Rule, judge_int8, margins
 
     ref, got, names = _int8_outputs()
     rule = Int8Rule()

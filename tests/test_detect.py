@@ -17,9 +17,9 @@ from helpers import run_cli
 from PIL import Image
 
 from xruntime_emotion import LABELS, EmotionClassifier
-from xruntime_emotion.data import FerData
-from xruntime_emotion.detect import Box, DetectedFace, FaceDetector, _crop, annotate
 from xruntime_emotion.errors import MissingDependencyError
+from xruntime_emotion.model.data import FerData
+from xruntime_emotion.runtime.detect import Box, DetectedFace, FaceDetector, _crop, annotate
 
 # PrivateTest rows pasted onto the photo, fixed in advance: among the first 300 PrivateTest rows, these
 # were found by the cascade (exactly one box, IoU >= 0.6) at 120, 140 and 160 px on a noisy background in
@@ -187,7 +187,7 @@ def test_box_geometry() -> None:
 
 
 def test_annotate_any_suffix(tmp_path: Path) -> None:
-    from xruntime_emotion.classifier import Prediction
+    from xruntime_emotion.runtime.classifier import Prediction
 
     probs = dict.fromkeys(LABELS, 0.0) | {"happy": 1.0}
     face = DetectedFace(Box(0, 0, 40, 40), Prediction("happy", 1.0, probs))

@@ -10,7 +10,7 @@ from helpers import inputs64, onnx_logits, run_cli, write_upstream_h5
 
 from xruntime_emotion import LABELS, EmotionClassifier, ModelIR
 from xruntime_emotion.errors import WeightsError
-from xruntime_emotion.ir import DEEPFACE_LAYERS
+from xruntime_emotion.model.ir import DEEPFACE_LAYERS
 
 
 def _arrays(ir: ModelIR) -> list[tuple[np.ndarray, np.ndarray]]:

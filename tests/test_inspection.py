@@ -1,4 +1,4 @@
-"""xruntime_emotion.inspection: the dependency-free ONNX/TFLite reader, checked against onnx and LiteRT.
+"""xruntime_emotion.runtime.inspection: the dependency-free ONNX/TFLite reader, checked against onnx and LiteRT.
 
 TFLite files are hand-built here with a tiny FlatBuffers writer (so the reader is tested in the base install)
 and, when TensorFlow is importable, converted from a tiny Keras model. ONNX files are the shipped model and
@@ -19,7 +19,14 @@ import pytest
 
 import xruntime_emotion
 from xruntime_emotion.errors import ModelFileError
-from xruntime_emotion.inspection import _BUILTIN_OPS, ModelInfo, Tensor, inspect_bytes, inspect_file, output_step
+from xruntime_emotion.runtime.inspection import (
+    _BUILTIN_OPS,
+    ModelInfo,
+    Tensor,
+    inspect_bytes,
+    inspect_file,
+    output_step,
+)
 
 SHIPPED_ONNX = Path(xruntime_emotion.__file__).parent / "weights" / "emotion_float32.onnx"
 

@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from xruntime_emotion import LABELS, EmotionClassifier, __version__
-from xruntime_emotion.data import FerData
+from xruntime_emotion.model.data import FerData
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "docker" / "install.sh"
@@ -155,7 +155,7 @@ def export_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_main_job_on_a_fresh_machine(export_venv: Path, tmp_path: Path) -> None:
     """The wheel with the export extras, no FER2013, an empty HOME: the README's main job, as written."""
-    from xruntime_emotion.golden import HAPPY, load
+    from xruntime_emotion.check.golden import HAPPY, load
 
     home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir()

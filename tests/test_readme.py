@@ -21,7 +21,7 @@ def blocks(language: str) -> list[str]:
 @pytest.mark.parametrize("code", blocks("python"), ids=lambda c: c.splitlines()[0][:40])
 def test_python_block_runs(code: str, artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each block runs in a folder holding what the README assumes: artifacts/ and a face.jpg."""
-    from xruntime_emotion.golden import HAPPY, load
+    from xruntime_emotion.check.golden import HAPPY, load
 
     (tmp_path / "artifacts").symlink_to(artifacts)
     Image.fromarray(load().faces[HAPPY]).save(tmp_path / "face.jpg", quality=95)

@@ -10,8 +10,8 @@ import pytest
 from helpers import run_cli
 
 from xruntime_emotion import EmotionClassifier
-from xruntime_emotion.data import Split, to_input
-from xruntime_emotion.runtimes import open_backend, predict_batched
+from xruntime_emotion.model.data import Split, to_input
+from xruntime_emotion.runtime.backends import open_backend, predict_batched
 
 BUILTIN_INT8_OPS = {
     "QUANTIZE", "DEQUANTIZE", "CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX", "RESHAPE",
@@ -40,7 +40,7 @@ def test_tflite_int8_contract(artifacts: Path) -> None:
 
 
 def test_export_manifest_records_calibration_from_training(artifacts: Path, fer) -> None:
-    from xruntime_emotion.data import image_sha256
+    from xruntime_emotion.model.data import image_sha256
 
     m = json.loads((artifacts / "export_manifest.json").read_text())
     train = {image_sha256(im) for im in fer.split(Split.TRAINING)[0]}
@@ -58,8 +58,8 @@ INT8 = {"emotion_uint8_float32.tflite": "emotion_float32.tflite", "emotion_int8.
 
 @pytest.mark.parametrize("name", INT8)
 def test_int8_meets_the_rule_on_all_of_private_test(artifacts: Path, fer, name: str) -> None:
-    """The int8 rule (xruntime_emotion.fidelity) holds on all 3,589 PrivateTest faces, not only the golden ones."""
-    from xruntime_emotion.fidelity import ACCURACY_RULE, Int8Rule, judge_int8
+    """The int8 rule (check.fidelity) holds on all 3,589 PrivateTest faces, not only the golden ones."""
+    from xruntime_emotion.check.fidelity import ACCURACY_RULE, Int8Rule, judge_int8
 
     x, y = fer.split(Split.PRIVATE_TEST)
     assert len(x) == 3589

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import write_upstream_h5
 
-from xruntime_emotion.ir import ModelIR
+from xruntime_emotion.model.ir import ModelIR
 
 ROOT = Path(__file__).resolve().parents[1]
 

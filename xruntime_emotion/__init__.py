@@ -1,11 +1,19 @@
 """xemotion: DeepFace's facial-emotion CNN, exported and verified across runtimes.
 
 ``from xruntime_emotion import EmotionClassifier`` is the embedding API; it imports no TensorFlow.
+
+Layers, each importing only those below it: the base (``errors``, ``atomic``, ``util``), ``model`` (the
+IR, weights I/O, the artifact catalog, FER2013), ``runtime`` (classifier, backends, safety), ``check``
+(golden set, verify, evaluate, bench), and the ``cli`` on top. ``exporters`` (beside this package) holds
+everything that needs TensorFlow.
 """
 
-from ._version import __version__
-from .classifier import EmotionClassifier, Prediction
-from .errors import XEmotionError
-from .ir import LABELS, ModelIR
+from xruntime_emotion import _compat
+from xruntime_emotion._version import __version__
+from xruntime_emotion.errors import XEmotionError
+from xruntime_emotion.model.ir import LABELS, ModelIR
+from xruntime_emotion.runtime.classifier import EmotionClassifier, Prediction
+
+_compat.install()  # the flat layout's module paths, for one release
 
 __all__ = ["EmotionClassifier", "LABELS", "ModelIR", "Prediction", "XEmotionError", "__version__"]

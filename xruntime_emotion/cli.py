@@ -12,11 +12,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ._version import __version__
-from .atomic import write_text_atomic
-from .errors import XEmotionError
-from .formats import exported_formats
-from .integrity import EXPORT_MANIFEST
+from xruntime_emotion._version import __version__
+from xruntime_emotion.atomic import write_text_atomic
+from xruntime_emotion.errors import XEmotionError
+from xruntime_emotion.model.catalog import exported_formats
+from xruntime_emotion.runtime.integrity import EXPORT_MANIFEST
 
 app = typer.Typer(
     name="xemotion",
@@ -58,7 +58,7 @@ def _root(
 
 
 def _load_ir(weights: Path | None) -> Any:
-    from .ir import ModelIR
+    from xruntime_emotion.model.ir import ModelIR
 
     return ModelIR.load(weights) if weights else ModelIR.default()
 
@@ -183,9 +183,9 @@ def _predict_photos(
     clf: Any, images: list[Path], annotate: Path | None, margin: float, min_face: int, json_path: Path | None
 ) -> None:
     """`predict --detect`: each face's box, label and probabilities; optionally the annotated photo."""
-    from .detect import FaceDetector
-    from .detect import annotate as draw
-    from .preprocess import load_image
+    from xruntime_emotion.runtime.detect import FaceDetector
+    from xruntime_emotion.runtime.detect import annotate as draw
+    from xruntime_emotion.runtime.preprocess import load_image
 
     detector = FaceDetector(min_size=min_face)
     results = []
@@ -218,7 +218,7 @@ def _classifier(
     delegate: str | None,
     threads: int | None,
 ) -> Any:
-    from .classifier import EmotionClassifier
+    from xruntime_emotion.runtime.classifier import EmotionClassifier
 
     if target:
         return EmotionClassifier.from_target(
@@ -243,7 +243,7 @@ def info(
     json_path: JsonOpt = None,
 ) -> None:
     """Inputs, outputs, metadata, node count and sha256 of a model file."""
-    from .info import describe
+    from xruntime_emotion.runtime.info import describe
 
     d = describe(model)
     out.print(f"[bold]{escape(d['file'])}[/bold]  {d['kind']}  {d['bytes']} bytes  sha256 {d['sha256']}")
@@ -265,7 +265,7 @@ def targets(json_path: JsonOpt = None) -> None:
     """The deployment targets: format, runtime and delegate of each."""
     from dataclasses import asdict
 
-    from .formats import FORMATS, TARGETS
+    from xruntime_emotion.model.catalog import FORMATS, TARGETS
 
     table = Table("target", "board", "format", "file", "runtime", "delegate", "batch")
     for t in TARGETS.values():
@@ -295,7 +295,7 @@ def train(
     limit: Annotated[int | None, typer.Option(help="Use only the first N rows of each split (smoke runs).")] = None,
 ) -> None:
     """Train the DeepFace architecture on FER2013 (Training only; best epoch by PublicTest)."""
-    from .data import load_fer2013
+    from xruntime_emotion.model.data import load_fer2013
 
     try:
         from exporters.train import Recipe
@@ -326,9 +326,9 @@ def evaluate(
     json_path: JsonOpt = None,
 ) -> None:
     """Top-1 accuracy, per-class P/R/F1 and confusion matrix of each artifact on a FER2013 split."""
-    from .data import Split, load_fer2013
-    from .evaluate import comparison, plot_confusion
-    from .evaluate import evaluate as run_eval
+    from xruntime_emotion.check.evaluate import comparison, plot_confusion
+    from xruntime_emotion.check.evaluate import evaluate as run_eval
+    from xruntime_emotion.model.data import Split, load_fer2013
 
     try:
         s = Split(split)
@@ -400,8 +400,8 @@ def verify(
     json_path: JsonOpt = None,
 ) -> None:
     """Check every (format, runtime) pair against the golden vectors; non-zero exit on any failure."""
-    from .conformance import verify as run_verify
-    from .errors import ConformanceError
+    from xruntime_emotion.check.verify import verify as run_verify
+    from xruntime_emotion.errors import ConformanceError
 
     report = run_verify(artifacts, target=target, delegate=delegate, formats=format, golden_directory=golden)
     table = Table(
@@ -454,8 +454,8 @@ def golden_regenerate(
     force: Annotated[bool, typer.Option(help="Replace a golden set made for other weights.")] = False,
 ) -> None:
     """Rewrite the golden set deterministically and print what changed."""
-    from .data import load_fer2013
-    from .golden import regenerate
+    from xruntime_emotion.check.golden import regenerate
+    from xruntime_emotion.model.data import load_fer2013
 
     summary = regenerate(_load_ir(weights), artifacts, load_fer2013(data), directory=golden, force=force)
     out.print_json(json.dumps(summary))
@@ -472,7 +472,7 @@ def golden_record(
     golden: Annotated[Path | None, typer.Option(help="Golden folder (default: the installed golden set).")] = None,
 ) -> None:
     """Add a kernel set's own int8 outputs (a board's NPU delegate) as a drift baseline for `verify`."""
-    from .golden import record
+    from xruntime_emotion.check.golden import record
 
     summary = record(artifacts, fmt, runtime, delegate=delegate, directory=golden)
     out.print_json(json.dumps(summary))
@@ -485,8 +485,8 @@ def golden_mirror(
     golden: Annotated[Path | None, typer.Option(help="Golden folder (default: the installed golden set).")] = None,
 ) -> None:
     """Write the golden set in ONNX's backend-test layout, for onnx_test_runner on a board."""
-    from .golden import mirror
-    from .weights import default_onnx_path
+    from xruntime_emotion.check.golden import mirror
+    from xruntime_emotion.weights import default_onnx_path
 
     r = mirror(output, model or default_onnx_path(), golden)
     out.print(
@@ -512,10 +512,10 @@ def bench(
     json_path: JsonOpt = None,
 ) -> None:
     """Latency p50/p90/p99, throughput, cold start and peak RSS: classifier API vs the raw runtime call."""
-    from .bench import Job, cli_cold_start, default_models, machine, spawn
-    from .formats import FORMATS, get_target
-    from .runtimes import RUNTIMES
-    from .weights import default_weights_path
+    from xruntime_emotion.check.bench import Job, cli_cold_start, default_models, machine, spawn
+    from xruntime_emotion.model.catalog import FORMATS, get_target
+    from xruntime_emotion.runtime.backends import RUNTIMES
+    from xruntime_emotion.weights import default_weights_path
 
     if runs < 200:
         raise XEmotionError("--runs must be at least 200")

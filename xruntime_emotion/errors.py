@@ -18,7 +18,7 @@ class ModelFileError(XEmotionError):
 
 
 class UnsafeModelError(ModelFileError):
-    """A model file crashed or hung the probe process (``xruntime_emotion.safety``); it was not loaded."""
+    """A model file crashed or hung the probe process (``xruntime_emotion.runtime.safety``); it was not loaded."""
 
     def __init__(self, message: str, signal: int | None = None) -> None:
         super().__init__(message)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import WeightsError
+from xruntime_emotion.errors import WeightsError
 
 DEFAULT_WEIGHTS = "emotion_weights.npz"
 MANIFEST = "manifest.json"

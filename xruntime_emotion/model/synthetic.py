@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import CONTRACT
+from xruntime_emotion.model.ir import CONTRACT
 
 SIZE = CONTRACT.height  # square crops; the contract lives in the IR
 

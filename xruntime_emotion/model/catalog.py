@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 
-from .errors import XEmotionError
+from xruntime_emotion.errors import XEmotionError
 
 
 class Precision(str, Enum):

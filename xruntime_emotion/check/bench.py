@@ -37,8 +37,8 @@ class Job:
 def default_models(artifacts: Path) -> list[Path]:
     """Bench's default rows: every exported kind that runs on a host CPU, from ``artifacts``; the
     shipped ONNX where the folder has no ONNX of its own."""
-    from .formats import FORMATS
-    from .weights import default_onnx_path
+    from xruntime_emotion.model.catalog import FORMATS
+    from xruntime_emotion.weights import default_onnx_path
 
     paths = []
     for f in FORMATS.values():
@@ -130,8 +130,8 @@ def run_child(job: Job) -> dict[str, Any]:
     t0 = time.perf_counter()
     if job.keras:
         return _keras_row(job, t0)
-    import xruntime_emotion
-    from xruntime_emotion import EmotionClassifier
+    from xruntime_emotion._version import __version__
+    from xruntime_emotion.runtime.classifier import EmotionClassifier
 
     clf = EmotionClassifier.from_file(job.model, runtime=job.runtime, **_options(job))
     one = _faces(1)[0]
@@ -143,7 +143,7 @@ def run_child(job: Job) -> dict[str, Any]:
         "threads": job.threads,
         "fixed_batch": b.fixed_batch,
         "cold_start_ms": cold_start(job),
-        "xemotion": xruntime_emotion.__version__,
+        "xemotion": __version__,
     }  # fmt: skip
     api, raw = _time_pair(lambda: clf.predict(one), lambda: b.raw(native1), job.runs)
     row["batch1_classifier"], row["batch1_raw"] = _percentiles(api), _percentiles(raw)
@@ -159,13 +159,13 @@ def run_child(job: Job) -> dict[str, Any]:
 
 
 def clf_input(faces: np.ndarray) -> np.ndarray:
-    from .preprocess import prepare
+    from xruntime_emotion.runtime.preprocess import prepare
 
     return prepare(faces)
 
 
 def _keras_row(job: Job, t0: float) -> dict[str, Any]:
-    from .runtimes import open_backend
+    from xruntime_emotion.runtime.backends import open_backend
 
     model = open_backend(job.model, "keras").model  # type: ignore[attr-defined]  # the Keras model itself
     t_load = time.perf_counter()
@@ -189,7 +189,7 @@ def spawn(job: Job) -> dict[str, Any]:
     if job.threads:
         env["OMP_NUM_THREADS"] = str(job.threads)
     r = subprocess.run(
-        [sys.executable, "-m", "xruntime_emotion.bench", CHILD_FLAG, json.dumps(job.__dict__)],
+        [sys.executable, "-m", "xruntime_emotion.check.bench", CHILD_FLAG, json.dumps(job.__dict__)],
         capture_output=True, text=True, env=env, timeout=900,
     )  # fmt: skip
     if r.returncode != 0:

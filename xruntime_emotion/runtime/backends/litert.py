@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MissingDependencyError, ModelFileError
-from ..ir import CONTRACT, LABELS
+from xruntime_emotion.errors import MissingDependencyError, ModelFileError
+from xruntime_emotion.model.ir import CONTRACT, LABELS
 
 CLASSES = len(LABELS)
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .data import FerData, Split, image_sha256
-from .errors import DataError
+from xruntime_emotion.errors import DataError
+from xruntime_emotion.model.data import FerData, Split, image_sha256
 
 NEAR_DUPLICATE_RULE: dict[str, Any] = {
     "thumbnail": "12x12 means of 4x4 pixel blocks",
@@ -30,7 +30,7 @@ NEAR_DUPLICATE_RULE: dict[str, Any] = {
 }
 _BLOCK = 4
 DEFAULT_SIZE, DEFAULT_SEED, DEFAULT_HOLDOUT = 100, 0, 500
-SAMPLE_FILE = Path(__file__).with_name("samples") / "fer2013_training_sample.npz"
+SAMPLE_FILE = Path(__file__).resolve().parents[1] / "samples" / "fer2013_training_sample.npz"
 
 
 def thumbnails(images: np.ndarray) -> np.ndarray:
@@ -135,7 +135,7 @@ def calibration_sample(
 
 def write_sample(cal: Calibration, path: Path, data: FerData) -> Path:
     """Write ``cal`` as the shipped sample (deterministic bytes)."""
-    from .atomic import write_npz
+    from xruntime_emotion.atomic import write_npz
 
     meta = {
         "dataset": "FER2013 (Kaggle, ICML 2013 challenge); research use only",

@@ -15,16 +15,14 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import ImageError, MissingDependencyError, ModelFileError, require
-from .preprocess import _to_gray_float, load_image
-
-if TYPE_CHECKING:
-    from .classifier import EmotionClassifier, Prediction
+from xruntime_emotion.atomic import atomic_path
+from xruntime_emotion.errors import ImageError, MissingDependencyError, ModelFileError, require
+from xruntime_emotion.runtime.prediction import Classifies, Prediction
+from xruntime_emotion.runtime.preprocess import _to_gray_float, load_image
 
 CASCADE = "haarcascade_frontalface_default.xml"
 # FER2013 crops are about as large as the cascade's box (median 0.98x on PrivateTest faces), so the
@@ -182,7 +180,7 @@ def _crop(grey: np.ndarray, box: Box) -> np.ndarray:
 
 
 def analyze(
-    classifier: EmotionClassifier,
+    classifier: Classifies,
     image: Any,
     *,
     margin: float = MARGIN,
@@ -204,7 +202,7 @@ def annotate(image: Any, faces: list[DetectedFace], path: str | os.PathLike[str]
     """Write ``image`` with each face's box and label drawn; the format follows the suffix (PNG if unknown)."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from .ir import LABELS
+    from xruntime_emotion.model.ir import LABELS
 
     pixels, _ = _photo(image)
     im = Image.fromarray(pixels).convert("RGB")

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelFileError
+from xruntime_emotion.errors import ModelFileError
 
 __all__ = ["ModelInfo", "Operator", "Tensor", "inspect_bytes", "inspect_file", "output_step"]
 

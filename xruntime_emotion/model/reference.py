@@ -6,15 +6,11 @@ Computed in float64 so that it is more exact than any float32 runtime it judges.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .ir import Layer, LayerKind
-
-if TYPE_CHECKING:
-    from .ir import ModelIR
+from xruntime_emotion.model.architecture import Layer, LayerKind, Network
 
 _ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "linear": lambda x: x,
@@ -54,7 +50,7 @@ _LAYERS: dict[LayerKind, Callable[[np.ndarray, Layer, tuple[np.ndarray, ...]], n
 }
 
 
-def forward(ir: ModelIR, x: np.ndarray, *, logits: bool = False, chunk: int = 256) -> np.ndarray:
+def forward(ir: Network, x: np.ndarray, *, logits: bool = False, chunk: int = 256) -> np.ndarray:
     """Probabilities (N,7) float64 for inputs (N,48,48,1) in [0,1]; pre-softmax logits if asked."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 3:
@@ -65,7 +61,7 @@ def forward(ir: ModelIR, x: np.ndarray, *, logits: bool = False, chunk: int = 25
     return np.concatenate(outs) if outs else np.zeros((0, len(ir.labels)))
 
 
-def _forward_chunk(ir: ModelIR, x: np.ndarray, logits: bool) -> np.ndarray:
+def _forward_chunk(ir: Network, x: np.ndarray, logits: bool) -> np.ndarray:
     last = len(ir.layers) - 1
     for i, layer in enumerate(ir.layers):
         x = _LAYERS[layer.kind](x, layer, ir.weights.get(layer.name, ()))

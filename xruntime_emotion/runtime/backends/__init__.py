@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import MissingDependencyError, ModelFileError
+from xruntime_emotion.errors import MissingDependencyError, ModelFileError
 
 
 @runtime_checkable
@@ -73,13 +73,13 @@ def _importable(module: str) -> bool:
         return False
 
 
-_LITERT = "xruntime_emotion.runtimes.litert"
+_LITERT = "xruntime_emotion.runtime.backends.litert"
 RUNTIMES: dict[str, RuntimeSpec] = {
     r.name: r
     for r in (
         RuntimeSpec(
             "onnxruntime",
-            "xruntime_emotion.runtimes.ort",
+            "xruntime_emotion.runtime.backends.ort",
             ("onnxruntime",),
             "",
             (".onnx",),
@@ -131,7 +131,7 @@ RUNTIMES: dict[str, RuntimeSpec] = {
         ),
         RuntimeSpec(
             "reference",
-            "xruntime_emotion.runtimes.reference",
+            "xruntime_emotion.runtime.backends.reference",
             ("numpy",),
             "",
             (".npz", ".h5"),
@@ -215,7 +215,7 @@ def open_backend(path: str | Path, runtime: str | None = None, *, probe: bool | 
     if options.get("delegate") is None:
         options.pop("delegate", None)
     if probe or (probe is None and spec.available() and _probed_by_default(path)):
-        from ..safety import probe as run_probe
+        from xruntime_emotion.runtime.safety import probe as run_probe
 
         data = run_probe(path, spec.name, **options)
         if ".tflite" in spec.suffixes:
@@ -224,7 +224,7 @@ def open_backend(path: str | Path, runtime: str | None = None, *, probe: bool | 
 
 
 def _probed_by_default(path: str | Path) -> bool:
-    from ..safety import PROBED_BY_DEFAULT
+    from xruntime_emotion.runtime.safety import PROBED_BY_DEFAULT
 
     return file_kind(path) in PROBED_BY_DEFAULT
 

@@ -10,14 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from .calibration import near_duplicates, shipped_sample
-from .data import FerData, Split, image_sha256, to_input
-from .errors import LeakageError
-from .fidelity import ACCURACY_RULE, accuracy_ratio
-from .formats import FORMATS, Precision
-from .integrity import EXPORT_MANIFEST, TRAIN_MANIFEST, read_manifest, verify_sha256
-from .ir import CONTRACT, LABELS
-from .runtimes import file_kind, open_backend, predict_batched
+from xruntime_emotion.check.fidelity import ACCURACY_RULE, accuracy_ratio
+from xruntime_emotion.errors import LeakageError
+from xruntime_emotion.model.calibration import near_duplicates, shipped_sample
+from xruntime_emotion.model.catalog import FORMATS, Precision
+from xruntime_emotion.model.data import FerData, Split, image_sha256, to_input
+from xruntime_emotion.model.ir import CONTRACT, LABELS
+from xruntime_emotion.runtime.backends import file_kind, open_backend, predict_batched
+from xruntime_emotion.runtime.integrity import EXPORT_MANIFEST, TRAIN_MANIFEST, read_manifest, verify_sha256
 
 
 @dataclass
@@ -103,7 +103,7 @@ def identity(artifact: Path) -> dict[str, Any]:
             fmt = "onnx" if artifact.name == shipped.get("onnx") else "keras"
             return {"format": fmt, "precision": Precision.FP32.value, "weights_sha256": w.get("weights_sha256")}
     if file_kind(artifact) in (".npz", ".h5"):
-        from .ir import ModelIR
+        from xruntime_emotion.model.ir import ModelIR
 
         return {
             "format": "keras",
@@ -216,7 +216,7 @@ def comparison(results: list[Result]) -> dict[str, Any]:
 
 def plot_confusion(results: list[Result], path: Path) -> Path:
     """Labelled confusion matrices (normalised by true label, with counts) side by side, as PNG."""
-    from .errors import require
+    from xruntime_emotion.errors import require
 
     require("matplotlib", "plot")
     import matplotlib
@@ -224,7 +224,7 @@ def plot_confusion(results: list[Result], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .atomic import atomic_path
+    from xruntime_emotion.atomic import atomic_path
 
     fig, axes = plt.subplots(1, len(results), figsize=(6.2 * len(results), 5.6), squeeze=False)
     for ax, r in zip(axes[0], results):

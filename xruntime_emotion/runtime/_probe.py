@@ -1,7 +1,7 @@
-"""The checker that ``xruntime_emotion.safety`` runs in a helper process, never in the host.
+"""The checker that ``xruntime_emotion.runtime.safety`` runs in a helper process, never in the host.
 
-    python -m xruntime_emotion._probe --serve   # fork server: one JSON request per stdin line
-    python -m xruntime_emotion._probe --once    # one request on stdin (platforms without fork)
+    python -m xruntime_emotion.runtime._probe --serve   # fork server: one JSON request per stdin line
+    python -m xruntime_emotion.runtime._probe --once    # one request on stdin (platforms without fork)
 
 A request names a file, its sha256, a runtime and backend options. The checker opens exactly those
 bytes with that runtime and classifies a batch of 1 face and then of 3 (a tensor resize), as the host
@@ -34,9 +34,9 @@ def _faces() -> np.ndarray:
 
 def check(request: dict[str, Any]) -> None:
     """Open the file with the host's code path and classify; raises what the host would raise."""
-    from .classifier import EmotionClassifier
-    from .errors import ModelFileError
-    from .runtimes import RUNTIMES, open_backend
+    from xruntime_emotion.errors import ModelFileError
+    from xruntime_emotion.runtime.backends import RUNTIMES, open_backend
+    from xruntime_emotion.runtime.classifier import EmotionClassifier
 
     path = Path(request["path"])
     try:
@@ -58,7 +58,7 @@ def check(request: dict[str, Any]) -> None:
 
 
 def _answer(request: dict[str, Any]) -> dict[str, Any]:
-    from .errors import XEmotionError
+    from xruntime_emotion.errors import XEmotionError
 
     try:
         check(request)
@@ -124,7 +124,7 @@ def _fork_check(request: dict[str, Any]) -> dict[str, Any]:
 def serve() -> None:
     """Answer requests until stdin closes (the host exited or shut the server down)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the host
-    from . import classifier, runtimes  # noqa: F401 - imported once here, shared by every fork
+    from xruntime_emotion.runtime import backends, classifier  # noqa: F401 - imported once here, shared by every fork
 
     with contextlib.suppress(ImportError):
         import ai_edge_litert.interpreter  # noqa: F401 - starts no threads, so forking stays safe

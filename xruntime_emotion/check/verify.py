@@ -13,19 +13,20 @@ from typing import Any
 
 import numpy as np
 
-from . import golden as G
-from .data import to_input
-from .errors import ConformanceError, MissingDependencyError, ModelFileError
-from .fidelity import Int8Rule, judge_int8
-from .formats import FORMATS, TARGETS, Precision, by_filename, get_format, get_target
-from .integrity import EXPORT_MANIFEST, entries, read_manifest
-from .ir import LABELS, sha256_file
-from .runtimes import RUNTIMES, open_backend, predict_batched
+from xruntime_emotion.check import golden as G
+from xruntime_emotion.check.fidelity import Int8Rule, judge_int8
+from xruntime_emotion.errors import ConformanceError, MissingDependencyError, ModelFileError
+from xruntime_emotion.model.catalog import FORMATS, TARGETS, Precision, by_filename, get_format, get_target
+from xruntime_emotion.model.data import to_input
+from xruntime_emotion.model.ir import LABELS
+from xruntime_emotion.runtime.backends import RUNTIMES, open_backend, predict_batched
+from xruntime_emotion.runtime.integrity import EXPORT_MANIFEST, entries, read_manifest
+from xruntime_emotion.util import sha256_file
 
 
 @dataclass(frozen=True)
 class Pair:
-    format: str  # a catalog row (xruntime_emotion.formats)
+    format: str  # a catalog row (xruntime_emotion.model.catalog)
     runtime: str
     delegate: str | None = None
 
@@ -49,7 +50,7 @@ MATRIX: tuple[Pair, ...] = tuple(base_matrix())  # the catalog's pairs when this
 def artifact_path(pair: Pair, artifacts: Path) -> Path:
     row = FORMATS[pair.format]
     if row.shipped:
-        from .weights import default_weights_path
+        from xruntime_emotion.weights import default_weights_path
 
         return default_weights_path().with_name(row.filename)
     return artifacts / row.filename
@@ -95,8 +96,8 @@ class PairResult:
 
 def output_step(path: Path) -> float:
     """One quantization step of the artifact's probabilities before the final dequantization (from the file)."""
-    from .inspection import inspect_file
-    from .inspection import output_step as step
+    from xruntime_emotion.runtime.inspection import inspect_file
+    from xruntime_emotion.runtime.inspection import output_step as step
 
     return step(inspect_file(path))
 

@@ -23,8 +23,8 @@ from typing import Union
 
 import numpy as np
 
-from .errors import ImageError
-from .ir import CONTRACT
+from xruntime_emotion.errors import ImageError
+from xruntime_emotion.model.ir import CONTRACT
 
 SIZE = CONTRACT.height  # square crops; the contract lives in the IR
 # Refuse images above this many pixels (decompression bombs); $XEMOTION_MAX_PIXELS overrides.

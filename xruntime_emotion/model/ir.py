@@ -12,110 +12,24 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import WeightsError
-
-LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-OWN_FORMAT_VERSION = 1
-
-
-class LayerKind(str, Enum):
-    CONV2D = "conv2d"
-    MAXPOOL2D = "maxpool2d"
-    AVGPOOL2D = "avgpool2d"
-    FLATTEN = "flatten"
-    DENSE = "dense"
-    DROPOUT = "dropout"
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One layer. Convs and pools use valid padding; ``units`` is filters or dense width."""
-
-    name: str
-    kind: LayerKind
-    units: int = 0
-    kernel: tuple[int, int] = (1, 1)
-    strides: tuple[int, int] = (1, 1)
-    activation: str = "linear"
-    rate: float = 0.0
-
-    @property
-    def has_weights(self) -> bool:
-        return self.kind in (LayerKind.CONV2D, LayerKind.DENSE)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["kind"] = self.kind.value
-        d["kernel"] = list(self.kernel)
-        d["strides"] = list(self.strides)
-        return d
-
-    @staticmethod
-    def from_dict(d: Mapping[str, Any]) -> Layer:
-        return Layer(
-            name=str(d["name"]),
-            kind=LayerKind(d["kind"]),
-            units=int(d.get("units", 0)),
-            kernel=(int(d["kernel"][0]), int(d["kernel"][1])),
-            strides=(int(d["strides"][0]), int(d["strides"][1])),
-            activation=str(d.get("activation", "linear")),
-            rate=float(d.get("rate", 0.0)),
-        )
-
-
-def _conv(name: str, filters: int, k: int) -> Layer:
-    return Layer(name, LayerKind.CONV2D, filters, (k, k), (1, 1), "relu")
-
-
-# deepface/models/demography/Emotion.py, in order; names as Keras 2 gave them.
-DEEPFACE_LAYERS: tuple[Layer, ...] = (
-    _conv("conv2d", 64, 5),
-    Layer("max_pooling2d", LayerKind.MAXPOOL2D, 0, (5, 5), (2, 2)),
-    _conv("conv2d_1", 64, 3),
-    _conv("conv2d_2", 64, 3),
-    Layer("average_pooling2d", LayerKind.AVGPOOL2D, 0, (3, 3), (2, 2)),
-    _conv("conv2d_3", 128, 3),
-    _conv("conv2d_4", 128, 3),
-    Layer("average_pooling2d_1", LayerKind.AVGPOOL2D, 0, (3, 3), (2, 2)),
-    Layer("flatten", LayerKind.FLATTEN),
-    Layer("dense", LayerKind.DENSE, 1024, activation="relu"),
-    Layer("dropout", LayerKind.DROPOUT, rate=0.2),
-    Layer("dense_1", LayerKind.DENSE, 1024, activation="relu"),
-    Layer("dropout_1", LayerKind.DROPOUT, rate=0.2),
-    Layer("dense_2", LayerKind.DENSE, len(LABELS), activation="softmax"),
+from xruntime_emotion.errors import WeightsError
+from xruntime_emotion.model.architecture import (  # noqa: F401 - re-exported: the IR's vocabulary
+    CONTRACT,
+    DEEPFACE_LAYERS,
+    LABELS,
+    InputContract,
+    Layer,
+    LayerKind,
+    weight_shapes,
 )
+from xruntime_emotion.util import sha256_file
 
-
-@dataclass(frozen=True)
-class InputContract:
-    """What the network expects: NHWC float32 grayscale, pixels scaled by 1/255 into [0, 1]."""
-
-    height: int = 48
-    width: int = 48
-    channels: int = 1
-    dtype: str = "float32"
-    scale: float = 1.0 / 255.0
-    value_range: tuple[float, float] = (0.0, 1.0)
-    layout: str = "NHWC"
-    color: str = "grayscale"
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return (self.height, self.width, self.channels)
-
-    @property
-    def scale_text(self) -> str:
-        """The pixel scale as written in metadata: "1/255"."""
-        return f"1/{round(1 / self.scale)}"
-
-
-CONTRACT = InputContract()  # the one contract of the emotion model: size, channels, scale (classes: LABELS)
+OWN_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -125,39 +39,10 @@ class Provenance:
     format: str
 
 
-def weight_shapes(layers: tuple[Layer, ...], contract: InputContract) -> dict[str, tuple[tuple[int, ...], ...]]:
-    """Expected (kernel, bias) shapes of every weighted layer, by walking the shapes."""
-    h, w, c = contract.shape
-    flat = 0
-    shapes: dict[str, tuple[tuple[int, ...], ...]] = {}
-    for layer in layers:
-        kh, kw = layer.kernel
-        sh, sw = layer.strides
-        if layer.kind is LayerKind.CONV2D:
-            shapes[layer.name] = ((kh, kw, c, layer.units), (layer.units,))
-            h, w, c = (h - kh) // sh + 1, (w - kw) // sw + 1, layer.units
-        elif layer.kind in (LayerKind.MAXPOOL2D, LayerKind.AVGPOOL2D):
-            h, w = (h - kh) // sh + 1, (w - kw) // sw + 1
-        elif layer.kind is LayerKind.FLATTEN:
-            flat = h * w * c
-        elif layer.kind is LayerKind.DENSE:
-            shapes[layer.name] = ((flat, layer.units), (layer.units,))
-            flat = layer.units
-    return shapes
-
-
 def _frozen(a: np.ndarray) -> np.ndarray:
     a = np.ascontiguousarray(a, dtype=np.float32).copy()
     a.setflags(write=False)
     return a
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -241,7 +126,7 @@ class ModelIR:
 
     @staticmethod
     def from_deepface_h5(path: str | Path) -> ModelIR:
-        from .h5io import read_deepface_h5
+        from xruntime_emotion.model.h5io import read_deepface_h5
 
         return ModelIR.from_arrays(
             read_deepface_h5(path), Provenance(str(Path(path).name), sha256_file(path), "deepface-h5")
@@ -287,7 +172,7 @@ class ModelIR:
     @staticmethod
     def default() -> ModelIR:
         """The weights shipped inside the package (trained by xemotion on FER2013)."""
-        from .weights import default_weights_path
+        from xruntime_emotion.weights import default_weights_path
 
         return ModelIR.from_npz(default_weights_path())
 
@@ -298,7 +183,7 @@ class ModelIR:
 
     # -- writers ----------------------------------------------------------------------------
     def save_npz(self, path: str | Path) -> Path:
-        from .atomic import write_npz
+        from xruntime_emotion.atomic import write_npz
 
         meta = json.dumps(self.architecture(), sort_keys=True)
         arrays: dict[str, Any] = {"__architecture__": np.array(meta)}
@@ -309,12 +194,12 @@ class ModelIR:
         return write_npz(path, arrays)
 
     def save_deepface_h5(self, path: str | Path) -> Path:
-        from .h5io import write_deepface_h5
+        from xruntime_emotion.model.h5io import write_deepface_h5
 
         return write_deepface_h5(self, path)
 
     # -- oracle -----------------------------------------------------------------------------
     def forward(self, x: np.ndarray, *, logits: bool = False) -> np.ndarray:
-        from .reference import forward
+        from xruntime_emotion.model.reference import forward
 
         return forward(self, x, logits=logits)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ir import ModelIR
+from xruntime_emotion.model.ir import ModelIR
 
 
 class ReferenceBackend:

@@ -5,7 +5,7 @@ Untrusted model files: ``from_tflite``, ``from_file`` and ``from_manifest`` take
 that would crash the interpreter kills the helper, not this process, and is refused with
 ``UnsafeModelError``. The default (``probe=None``; ``True`` in ``from_tflite``) probes TFLite files and
 not ONNX or weights files; ``from_onnx`` takes ``probe=False`` by default. A passing file is not probed
-again in this process. Details and limits: ``xruntime_emotion.safety``.
+again in this process. Details and limits: ``xruntime_emotion.runtime.safety``.
 
 Integrity: ``from_manifest(folder, name)`` loads an artifact recorded in ``export_manifest.json`` (or
 the weights recorded in a training ``manifest.json``) only if its sha256 matches the manifest.
@@ -15,30 +15,23 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ModelFileError
-from .ir import LABELS
-from .preprocess import Faces, prepare
-from .runtimes import Backend, file_kind, open_backend
+from xruntime_emotion.errors import ModelFileError
+from xruntime_emotion.model.ir import LABELS
+from xruntime_emotion.runtime.backends import Backend, file_kind, open_backend
+from xruntime_emotion.runtime.prediction import Prediction
+from xruntime_emotion.runtime.preprocess import Faces, prepare
 
 if TYPE_CHECKING:
-    from .detect import DetectedFace, FaceDetector
-
-
-@dataclass(frozen=True)
-class Prediction:
-    label: str
-    probability: float
-    probabilities: dict[str, float]
+    from xruntime_emotion.runtime.detect import DetectedFace, FaceDetector
 
 
 class EmotionClassifier:
-    """Classify 48x48 grey face crops (or any face crop; see ``xruntime_emotion.preprocess``).
+    """Classify 48x48 grey face crops (or any face crop; see ``xruntime_emotion.runtime.preprocess``).
 
     Safe to call from several threads on one instance.
     """
@@ -98,7 +91,7 @@ class EmotionClassifier:
     ) -> EmotionClassifier:
         """Artifact ``name`` ("onnx", "tflite-int8", ... or "weights") of a manifest in ``folder``, after
         checking its sha256 against the manifest (``IntegrityError`` names both hashes)."""
-        from .integrity import verified_path
+        from xruntime_emotion.runtime.integrity import verified_path
 
         return cls.from_file(verified_path(folder, name), runtime=runtime, **options)
 
@@ -119,8 +112,8 @@ class EmotionClassifier:
         target's NPU delegate is used where it exists; elsewhere an int8 model falls back to the CPU
         (``on_fallback`` hears why), while a Vela model, which only its NPU can run, is refused.
         """
-        from .formats import FORMATS, get_target
-        from .integrity import entries, verified_path
+        from xruntime_emotion.model.catalog import FORMATS, get_target
+        from xruntime_emotion.runtime.integrity import entries, verified_path
 
         t = get_target(target)
         folder = Path(artifacts)
@@ -138,7 +131,7 @@ class EmotionClassifier:
     @classmethod
     def default(cls, **options: Any) -> EmotionClassifier:
         """The shipped model (xemotion's own FER2013 weights), on onnxruntime."""
-        from .weights import default_onnx_path
+        from xruntime_emotion.weights import default_onnx_path
 
         return cls.from_onnx(default_onnx_path(), **options)
 
@@ -170,8 +163,8 @@ class EmotionClassifier:
     ) -> list[DetectedFace]:
         """Find the faces in a whole photo (path or RGB/grey array) and classify each, left to right.
 
-        Needs the ``detect`` extra (OpenCV's Haar cascade); see ``xruntime_emotion.detect``.
+        Needs the ``detect`` extra (OpenCV's Haar cascade); see ``xruntime_emotion.runtime.detect``.
         """
-        from .detect import MARGIN, analyze
+        from xruntime_emotion.runtime.detect import MARGIN, analyze
 
         return analyze(self, image, margin=MARGIN if margin is None else margin, detector=detector)

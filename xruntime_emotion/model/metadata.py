@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from ._version import __version__
-from .ir import ModelIR
+from xruntime_emotion._version import __version__
+from xruntime_emotion.model.ir import ModelIR
 
 
 def artifact_metadata(ir: ModelIR, producer: str) -> dict[str, str]:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
-from .ir import CONTRACT, LABELS
+from xruntime_emotion.errors import DataError
+from xruntime_emotion.model.ir import CONTRACT, LABELS
 
 DATA_ENV = "XEMOTION_DATA"
 SIZE = CONTRACT.height  # square crops; the contract lives in the IR

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import require
-from .ir import Layer, LayerKind, ModelIR
-from .metadata import artifact_metadata
+from xruntime_emotion.errors import require
+from xruntime_emotion.model.ir import Layer, LayerKind, ModelIR
+from xruntime_emotion.model.metadata import artifact_metadata
 
 PRODUCER = "xemotion-ir"
 

@@ -18,20 +18,21 @@ import copy
 import importlib.resources
 import json
 import os
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._version import __version__
-from .data import FerData, Split, data_root, image_sha256
-from .errors import ConformanceError, DataError
-from .fidelity import Int8Rule
-from .formats import FORMATS
-from .ir import ModelIR
-from .synthetic import synthetic_cases
+from xruntime_emotion._version import __version__
+from xruntime_emotion.check.fidelity import Int8Rule
+from xruntime_emotion.errors import ConformanceError, DataError
+from xruntime_emotion.model.catalog import FORMATS
+from xruntime_emotion.model.data import FerData, Split, data_root, image_sha256
+from xruntime_emotion.model.ir import ModelIR
+from xruntime_emotion.model.synthetic import synthetic_cases
+from xruntime_emotion.runtime.inspection import inspect_file, output_step
+from xruntime_emotion.util import versions
 
 SCHEMA = 3
 SYNTHETIC_SEED = 0
@@ -47,7 +48,7 @@ TOLERANCES: dict[str, dict[str, Any]] = {
     "int8_vs_fp32": {
         **Int8Rule().to_json(),
         "reason": "8-bit quantization moves probabilities; on real faces it must keep every clear decision "
-        "and stay close (xruntime_emotion.fidelity)",
+        "and stay close (the int8 rule, README)",
     },
     "int8_vs_self": {
         "max_steps": 2,
@@ -72,7 +73,7 @@ def golden_dir() -> Path:
     packaged = importlib.resources.files("xruntime_emotion").joinpath(PACKAGED)
     if packaged.is_dir():
         return Path(str(packaged))
-    return Path(__file__).resolve().parents[1] / "golden"
+    return Path(__file__).resolve().parents[2] / "golden"
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def make_cases(data: FerData) -> tuple[list[Case], np.ndarray]:
     except DataError:
         nxp = None
     if nxp is not None and nxp.is_file():
-        from .preprocess import load_image
+        from xruntime_emotion.runtime.preprocess import load_image
 
         if image_sha256(load_image(nxp)) != image_sha256(happy):
             raise DataError(f"{nxp} is not FER2013 row {HAPPY_ROW}")
@@ -170,21 +171,14 @@ def recordings(gs: GoldenSet, fmt: str) -> dict[str, np.ndarray]:
 
 
 def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"xemotion": __version__, "python": platform.python_version()}
-    for dist in ("numpy", "onnxruntime", "ai-edge-litert", "tensorflow-cpu", "tensorflow", "keras", "onnx"):
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            continue
-    return out
+    dists = ("numpy", "onnxruntime", "ai-edge-litert", "tensorflow-cpu", "tensorflow", "keras", "onnx")
+    return {"xemotion": __version__, **versions(*dists)}
 
 
 def _onnx_tensor_file(path: Path, array: np.ndarray, name: str) -> None:
     from onnx import numpy_helper
 
-    from .atomic import write_bytes_atomic
+    from xruntime_emotion.atomic import write_bytes_atomic
 
     write_bytes_atomic(path, numpy_helper.from_array(np.ascontiguousarray(array), name).SerializeToString())
 
@@ -196,7 +190,7 @@ def write_mirror(directory: Path, x: np.ndarray, y: np.ndarray, set_index: int =
     _onnx_tensor_file(d / "input_0.pb", x.astype(np.float32), "input")
     _onnx_tensor_file(d / "output_0.pb", y.astype(np.float32), "probabilities")
     if model is not None:
-        from .atomic import write_bytes_atomic
+        from xruntime_emotion.atomic import write_bytes_atomic
 
         write_bytes_atomic(directory / "model.onnx", model.read_bytes())
     return d
@@ -207,7 +201,7 @@ def mirror(output: Path, model: Path, directory: Path | None = None) -> dict[str
 
     test_data_set_0 holds the generated cases, test_data_set_1 the real faces.
     """
-    from .data import to_input
+    from xruntime_emotion.model.data import to_input
 
     gs = load(directory)
     cases, imgs = gs.images()
@@ -223,9 +217,9 @@ def regenerate(
     ir: ModelIR, artifacts: Path, data: FerData, *, directory: Path | None = None, force: bool = False
 ) -> dict[str, Any]:
     """Rewrite the golden set deterministically; refuse other weights unless ``force``."""
-    from .atomic import write_npz, write_text_atomic
-    from .data import to_input
-    from .runtimes import RUNTIMES
+    from xruntime_emotion.atomic import write_npz, write_text_atomic
+    from xruntime_emotion.model.data import to_input
+    from xruntime_emotion.runtime.backends import RUNTIMES
 
     d = directory or golden_dir()
     old: GoldenSet | None = None
@@ -257,7 +251,7 @@ def regenerate(
     if RUNTIMES["keras"].available():  # through the one door, from the IR's own weights
         import tempfile
 
-        from .runtimes import open_backend
+        from xruntime_emotion.runtime.backends import open_backend
 
         with tempfile.TemporaryDirectory(prefix="xemotion-golden-") as tmp:
             keras = open_backend(ir.save_npz(Path(tmp) / "weights.npz"), "keras")
@@ -270,9 +264,7 @@ def regenerate(
         path = artifacts / FORMATS[fmt].filename
         if not path.is_file():
             raise ConformanceError(f"{path} is missing: run `xemotion export --all -o {artifacts}` first")
-        from .conformance import output_step
-
-        step = output_step(path)
+        step = output_step(inspect_file(path))
         entry: dict[str, Any] = {"artifact": path.name, "artifact_sha256": _sha(path), "step": step, "recorded": {}}
         for rt in runtimes:
             expected[int8_key(fmt, rt)] = _record_outputs(path, rt, None, x)
@@ -295,7 +287,7 @@ def regenerate(
 
 
 def _record_outputs(path: Path, runtime: str, delegate: str | None, x: np.ndarray) -> np.ndarray:
-    from .runtimes import open_backend, predict_batched
+    from xruntime_emotion.runtime.backends import open_backend, predict_batched
 
     backend = open_backend(path, runtime, delegate=delegate)
     return predict_batched(backend, x)
@@ -314,8 +306,8 @@ def record(
     Only for the very artifact the set was made with, and with every case at hand: a recording is
     a drift baseline for that runtime, while the fp32 tolerance still judges it.
     """
-    from .atomic import write_npz, write_text_atomic
-    from .data import to_input
+    from xruntime_emotion.atomic import write_npz, write_text_atomic
+    from xruntime_emotion.model.data import to_input
 
     d = directory or golden_dir()
     gs = load(d)
@@ -355,7 +347,7 @@ def asdict_case(c: Case) -> dict[str, Any]:
 
 
 def _sha(path: Path) -> str:
-    from .ir import sha256_file
+    from xruntime_emotion.util import sha256_file
 
     return sha256_file(path)
 

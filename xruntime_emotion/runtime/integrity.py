@@ -14,8 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import IntegrityError, ModelFileError
-from .ir import ModelIR, sha256_file
+from xruntime_emotion.errors import IntegrityError, ModelFileError
+from xruntime_emotion.model.ir import ModelIR
+from xruntime_emotion.util import sha256_file
 
 EXPORT_MANIFEST = "export_manifest.json"
 TRAIN_MANIFEST = "manifest.json"

@@ -8,14 +8,11 @@ are matched to the architecture by order, not by name.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import WeightsError
-
-if TYPE_CHECKING:
-    from .ir import ModelIR
+from xruntime_emotion.errors import WeightsError
+from xruntime_emotion.model.architecture import Network
 
 
 def _s(v: bytes | str) -> str:
@@ -50,11 +47,11 @@ def read_deepface_h5(path: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
         raise WeightsError(f"{path}: unreadable HDF5 weights file ({type(exc).__name__}: {exc})") from exc
 
 
-def write_deepface_h5(ir: ModelIR, path: str | Path) -> Path:
+def write_deepface_h5(ir: Network, path: str | Path) -> Path:
     """Write ``ir``'s weights in DeepFace's legacy layout, so the file drops into DeepFace itself."""
     import h5py
 
-    from .atomic import atomic_path
+    from xruntime_emotion.atomic import atomic_path
 
     with atomic_path(path, named=True) as tmp:  # HDF5 needs a real path
         with h5py.File(tmp, "w", track_order=True) as f:

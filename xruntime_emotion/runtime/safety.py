@@ -15,7 +15,7 @@ Measured with ``scripts/fuzz_models.py`` on LiteRT 2.3 (x86-64): thousands of ra
 targeted mutants raised clean errors; the one that took a process down declared a ~13 GB tensor and
 was OOM-killed. Older ``tflite_runtime`` builds and NPU delegates on boards are less hardened.
 
-The helper: on POSIX, one small fork server per host process (``python -m xruntime_emotion._probe
+The helper: on POSIX, one small fork server per host process (``python -m xruntime_emotion.runtime._probe
 --serve``, started on the first probe, exits when the host does) forks one checker per file, which
 costs tens of milliseconds; elsewhere each probe starts a fresh Python (a few hundred). Probing needs
 ``sys.executable`` to be a Python that can import xemotion; where it is not (frozen apps), pass
@@ -45,12 +45,12 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from . import errors
-from .errors import ModelFileError, UnsafeModelError
+from xruntime_emotion import errors
+from xruntime_emotion.errors import ModelFileError, UnsafeModelError
 
 PROBED_BY_DEFAULT: frozenset[str] = frozenset({".tflite"})  # file kinds (see runtimes.file_kind)
 PROBE_TIMEOUT_S = 120.0  # generous: an NPU delegate may compile the graph first
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding xruntime_emotion/
 
 _lock = threading.Lock()
 _passed: set[tuple[str, str, str]] = set()
@@ -85,7 +85,7 @@ class _Server:
         self.err: IO[bytes] = tempfile.TemporaryFile()
         self.owner = os.getpid()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "xruntime_emotion._probe", "--serve"],
+            [sys.executable, "-m", "xruntime_emotion.runtime._probe", "--serve"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.err,
@@ -150,7 +150,7 @@ def _ask_server(request: dict[str, Any]) -> dict[str, Any]:
 
 def _ask_once(request: dict[str, Any]) -> dict[str, Any]:
     """A fresh Python per probe, for platforms without fork."""
-    cmd = [sys.executable, "-m", "xruntime_emotion._probe", "--once"]
+    cmd = [sys.executable, "-m", "xruntime_emotion.runtime._probe", "--once"]
     try:
         done = subprocess.run(
             cmd, input=json.dumps(request).encode(), capture_output=True, env=_env(), timeout=request["timeout"]

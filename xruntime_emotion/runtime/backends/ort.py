@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ModelFileError
-from ..ir import CONTRACT, LABELS
+from xruntime_emotion.errors import ModelFileError
+from xruntime_emotion.model.ir import CONTRACT, LABELS
 
 
 class OrtBackend:

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelFileError
-from .inspection import Tensor, inspect_file
-from .ir import ModelIR, sha256_file
-from .runtimes import file_kind
+from xruntime_emotion.errors import ModelFileError
+from xruntime_emotion.model.ir import ModelIR
+from xruntime_emotion.runtime.backends import file_kind
+from xruntime_emotion.runtime.inspection import Tensor, inspect_file
+from xruntime_emotion.util import sha256_file
 
 
 def _tensor(t: Tensor) -> dict[str, Any]:
