@@ -6,7 +6,8 @@ import re
 from typing import Any
 from unittest import mock
 
-from xruntime_emotion.model.metadata import artifact_metadata
+from xruntime_emotion.errors import ExportError
+from xruntime_emotion.model.onnx_ir import finish
 
 from ._deps import tf, tf2onnx
 from .context import ExportContext
@@ -17,7 +18,7 @@ PRODUCER = "tf2onnx"
 def model_proto(ctx: ExportContext) -> Any:
     t, convert = tf(), tf2onnx()
     model = ctx.keras_model(ctx.options.fixed_batch)
-    spec = (t.TensorSpec((ctx.options.fixed_batch, 48, 48, 1), t.float32, name="input"),)
+    spec = (t.TensorSpec((ctx.options.fixed_batch, *ctx.ir.contract.shape), t.float32, name="input"),)
 
     @t.function(input_signature=spec)
     def fn(x: Any) -> dict[str, Any]:
@@ -30,7 +31,7 @@ def model_proto(ctx: ExportContext) -> Any:
         if dim.dim_param:
             dim.dim_param = "N"
     _canonical_names(proto.graph)
-    return finish(proto, ctx, PRODUCER)
+    return finish(proto, ctx.ir, PRODUCER)
 
 
 def stable_transpose_optimizer() -> Any:
@@ -39,15 +40,18 @@ def stable_transpose_optimizer() -> Any:
     tf2onnx 1.17's ``post_optimize_action`` replaces such Transposes by Reshapes while iterating the graph's
     live node list; ``remove_node`` deletes from that list, so the node after each replaced one is skipped.
     The list order differs between runs (PYTHONHASHSEED alone does not fix it). When the input Transpose
-    (C=1) sits just before the one feeding Flatten's Reshape, the latter is replaced a round later, after the
-    reshape optimizer has run, and Flatten's Shape/Gather/Cast/Slice/Concat/Cast target stays in the graph.
-    Iterating a snapshot of the list instead gives the usual graph every time.
+    (C=1) sits just before the one feeding Flatten's Reshape, the latter is replaced a round later and merged
+    into that Reshape only after the reshape optimizer's last run, so Flatten's Shape/Gather/Cast/Slice/Concat
+    target stays in the graph. Iterating a snapshot of the list gives the usual graph every time. The patch
+    of tf2onnx's optimizer table is process-wide while the context is active.
     """
     from tf2onnx import optimizer
     from tf2onnx.optimizer.transpose_optimizer import TransposeOptimizer
 
     if optimizer._optimizers.get("optimize_transpose") is not TransposeOptimizer:
-        raise RuntimeError("tf2onnx's optimizer list changed: re-check stable_transpose_optimizer")
+        raise ExportError(
+            "tf2onnx's optimizer table changed: re-check exporters.onnx_tf2onnx.stable_transpose_optimizer"
+        )
 
     class SnapshotTransposeOptimizer(TransposeOptimizer):  # type: ignore[misc]
         _snapshot = False
@@ -90,16 +94,6 @@ def _canonical_names(graph: Any) -> None:
         t.name = rename(t.name)
     for v in (*graph.input, *graph.output, *graph.value_info):
         v.name = rename(v.name)
-
-
-def finish(proto: Any, ctx: ExportContext, producer: str) -> Any:
-    """Metadata, checker, serialization: shared by both ONNX producers."""
-    from ._deps import onnx
-
-    o = onnx()
-    o.helper.set_model_props(proto, artifact_metadata(ctx.ir, producer))
-    o.checker.check_model(proto)
-    return proto
 
 
 def export(ctx: ExportContext) -> bytes:

@@ -5,7 +5,7 @@
 Each run exports one format in a new Python process with its own PYTHONHASHSEED (the run number) and
 records the artifact's sha256 and node (operator) count. Progress goes to stderr; stdout gets one line
 per format with its distinct sha256s and node counts. Exits 1 if any format gave more than one sha256.
-The int8 formats calibrate on $XEMOTION_DATA/fer2013/fer2013.npz (see ``calibration``).
+The int8 formats calibrate on the shipped sample (as `xemotion export` does by default).
 """
 
 from __future__ import annotations
@@ -23,17 +23,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-FORMATS = ("onnx", "onnx-int8", "tflite-fp32", "tflite-int8")
-CALIBRATED = ("onnx-int8", "tflite-int8")
+from xruntime_emotion.model.catalog import FORMATS as CATALOG
+
+FORMATS = tuple(f.name for f in CATALOG.values() if f.exported and f.runs_on_host)
+CALIBRATED = tuple(f.name for f in CATALOG.values() if f.calibrated)
 MARK = "DETERMINISM "
 
 
 def calibration() -> Any:
-    """The int8 calibration sample; the one place to change when its source changes."""
-    from exporters.context import calibration_sample
-    from xruntime_emotion.model.data import load_fer2013
+    """The int8 calibration sample: the shipped one."""
+    from xruntime_emotion.model.calibration import shipped_sample
 
-    return calibration_sample(load_fer2013(os.environ["XEMOTION_DATA"] + "/fer2013/fer2013.npz"))
+    return shipped_sample()
 
 
 def child(fmt: str) -> None:
@@ -77,8 +78,6 @@ def main(argv: list[str] | None = None) -> int:
         child(args.child)
         return 0
     formats = args.format or list(FORMATS)
-    if any(f in CALIBRATED for f in formats) and not os.environ.get("XEMOTION_DATA"):
-        ap.error("int8 formats need XEMOTION_DATA (a folder with fer2013/fer2013.npz)")
     unstable = []
     for fmt in formats:
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
