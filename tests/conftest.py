@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from xruntime_emotion.model.catalog import ALL_FORMATS
+from xruntime_emotion import EmotionClassifier
+from xruntime_emotion.model.catalog import ALL_FORMATS, FORMATS
 from xruntime_emotion.model.data import FerData, load_fer2013
 from xruntime_emotion.model.ir import DEEPFACE_LAYERS, InputContract, ModelIR, Provenance, weight_shapes
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ALL = list(ALL_FORMATS)
+FUZZED = [f.name for f in FORMATS.values() if f.exported and f.runs_on_host]  # every host-run kind
 
 
 def need(condition: bool, why: str) -> None:
@@ -101,3 +105,40 @@ def full_artifacts(tmp_path_factory: pytest.TempPathFactory, artifacts: Path, de
     shutil.copytree(artifacts, out)
     export(ExportContext(default_ir, ExportOptions(onnx_via="ir")), ["onnx"], out)
     return out
+
+
+@pytest.fixture(scope="session")
+def ir_export(tmp_path_factory: pytest.TempPathFactory, random_ir: ModelIR) -> Path:
+    """An ONNX straight from the IR (no TensorFlow, no data) with its export manifest."""
+    from exporters.context import ExportContext, ExportOptions
+    from exporters.pipeline import export
+
+    out = tmp_path_factory.mktemp("ir-export")
+    export(ExportContext(random_ir, ExportOptions(onnx_via="ir")), ["onnx"], out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def onnx_clf(ir_export: Path) -> EmotionClassifier:
+    return EmotionClassifier.from_onnx(ir_export / "emotion_float32_ir.onnx", threads=1)
+
+
+@pytest.fixture(scope="session")
+def twin_exports(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The same weights and options exported by two `xemotion export` processes (different hash seeds)."""
+    from xruntime_emotion.runtime.backends import RUNTIMES
+
+    need(RUNTIMES["keras"].available(), "TensorFlow (the export extra) is required")
+    dirs = (tmp_path_factory.mktemp("export-a"), tmp_path_factory.mktemp("export-b"))
+    procs = []
+    for seed, d in enumerate(dirs, 1):
+        args = [a for f in FUZZED for a in ("-f", f)]
+        cmd = [sys.executable, "-m", "xruntime_emotion.cli", "export", *args, "-o", str(d)]
+        env = {**os.environ, "PYTHONHASHSEED": str(seed), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        procs.append(
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=d.parent)
+        )
+    for p in procs:
+        out, _ = p.communicate(timeout=900)
+        assert p.returncode == 0, out[-3000:]
+    return dirs

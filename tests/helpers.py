@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
+from xruntime_emotion.check import golden as G
 from xruntime_emotion.model.data import FerData, Split, to_input
+from xruntime_emotion.model.ir import ModelIR
 from xruntime_emotion.model.synthetic import synthetic_inputs
 from xruntime_emotion.runtime.preprocess import load_image
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -72,3 +79,30 @@ def onnx_logits(path: Path, x: np.ndarray) -> np.ndarray:
     proto.graph.output.append(onnx.helper.make_tensor_value_info(softmax.input[0], onnx.TensorProto.FLOAT, None))
     sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     return sess.run([softmax.input[0]], {"input": x})[0]
+
+
+def _script(name: str) -> ModuleType:
+    """Import scripts/NAME.py (the scripts are not a package)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _arrays(ir: ModelIR) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [ir.weights[layer.name] for layer in ir.weighted_layers]
+
+
+def _copy_golden(tmp_path: Path) -> Path:
+    d = tmp_path / "golden"
+    shutil.copytree(G.golden_dir(), d)
+    return d

@@ -25,7 +25,7 @@ from PIL import Image
 from xruntime_emotion import LABELS, EmotionClassifier, __version__
 from xruntime_emotion.model.data import FerData
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "docker" / "install.sh"
 GOLDEN = ROOT / "golden"
 FACE_ROW = 32414  # a PrivateTest row: NXP's test.jpg, a happy face

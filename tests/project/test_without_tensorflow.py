@@ -12,7 +12,7 @@ from helpers import write_upstream_h5
 
 from xruntime_emotion.model.ir import ModelIR
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,7 @@ def test_shipped_sample_is_bounded_and_self_consistent() -> None:
     assert s.shipped and len(s.images) == 100 and len(s.holdout) == 500 and s.seed == 0
     assert not set(s.rows) & set(s.holdout_rows) and not set(s.rows) & set(s.excluded)
     assert s.images.min() == 0 and s.images.max() == 255  # the uint8 input scale needs both ends
-    golden = Path(__file__).resolve().parents[1] / "golden" / "faces.npz"
+    golden = Path(__file__).resolve().parents[2] / "golden" / "faces.npz"
     assert SAMPLE_FILE.stat().st_size + golden.stat().st_size <= 3 * 2**20  # the data rule: at most 3 MB
     d = s.describe()
     assert d["sample"] == "shipped" and d["near_duplicates"]["checked_against_test_rows"] == 7178

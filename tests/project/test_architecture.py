@@ -110,23 +110,15 @@ def make_fake(ctx: Any) -> Any:
     return Made(default_onnx_path().read_bytes(), "fake-producer", {})
 
 
-def open_fake(path: Path, **options: Any) -> Any:
-    from xruntime_emotion.runtime.backends.ort import OrtBackend
-
-    backend = OrtBackend(path, **options)
-    backend.runtime = "fake-rt"
-    return backend
-
-
 def test_a_new_kind_is_one_catalog_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from exporters.context import ExportContext
     from exporters.pipeline import export, plan
     from xruntime_emotion.check.bench import default_models
     from xruntime_emotion.check.verify import matrix, verify
 
-    spec = RuntimeSpec(
-        "fake-rt", "test_architecture:open_fake", ("onnxruntime",), "", (".onnx",), threads_option="threads"
-    )
+    # a plug-in runtime row: another name for an installed backend module (the probe process imports it too)
+    ort = "xruntime_emotion.runtime.backends.ort:open_backend"
+    spec = RuntimeSpec("fake-rt", ort, ("onnxruntime",), "", (".onnx",), threads_option="threads")
     monkeypatch.setitem(RUNTIMES, spec.name, spec)
     with registered(FAKE):
         assert "fake-fp32" in exported_formats() and ("fake-fp32", "fake-rt") in [

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BOARD_PINS = ("numpy<2", "tflite-runtime==2.14.0")
 
 pytestmark = pytest.mark.skipif(
