@@ -25,3 +25,21 @@ def versions(*distributions: str) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             continue
     return out
+
+
+def env_number(name: str, default: float, low: float, high: float) -> float:
+    """``$name`` as a number in (low, high], or ``default`` when unset; anything else is one clear error."""
+    import os
+
+    from xruntime_emotion.errors import XEmotionError
+
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not low < value <= high:  # NaN fails too
+        raise XEmotionError(f"${name} must be a number in ({low:g}, {high:g}], got {raw!r}")
+    return value

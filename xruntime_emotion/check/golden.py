@@ -15,6 +15,7 @@ Layout of ``golden/`` (repo root; the wheel carries it whole as ``xruntime_emoti
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.resources
 import json
 import os
@@ -35,6 +36,7 @@ from xruntime_emotion.runtime.inspection import inspect_file, output_step
 from xruntime_emotion.util import versions
 
 SCHEMA = 3
+SEAL_COVERS = "the manifest (without this entry), expected.npz and faces.npz; see golden.seal"
 SYNTHETIC_SEED = 0
 FER_STRIDE = 7  # every 7th PrivateTest row: 513 faces, fixed by index
 HAPPY = "nxp_test_jpg"
@@ -125,7 +127,42 @@ def load(directory: Path | None = None) -> GoldenSet:
         raise ConformanceError(f"no readable golden set in {d} ({exc}); {hint}") from exc
     if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
         raise ConformanceError(f"{d}: golden schema is not {SCHEMA}; use the golden set of this xemotion version")
+    recorded = (manifest.get("seal") or {}).get("sha256") if isinstance(manifest.get("seal"), dict) else None
+    if recorded != seal(manifest, expected, faces):
+        raise ConformanceError(
+            f"{d}: the golden set does not match its seal (a corrupt or edited file); reinstall xemotion, or "
+            "rebuild it with `xemotion golden regenerate`"
+        )
     return GoldenSet(manifest, expected, faces)
+
+
+def seal(manifest: dict[str, Any], expected: dict[str, np.ndarray], faces: dict[str, np.ndarray]) -> str:
+    """sha256 over the manifest (tolerances, cases, recordings; not the seal itself), every expected output
+    and every face: what `load` checks before the set is used.
+
+    It catches corruption and accidental edits, e.g. a tolerance relaxed by hand or a NaN in the expected
+    outputs; it is no signature: whoever edits the files and recomputes this digest gets a valid seal.
+    """
+    h = hashlib.sha256()
+    body = {k: v for k, v in manifest.items() if k != "seal"}
+    h.update(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+    for group in (expected, faces):
+        for key in sorted(group):
+            a = np.ascontiguousarray(group[key])
+            h.update(f"{key}|{a.dtype.str}|{a.shape}|".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def save(d: Path, manifest: dict[str, Any], expected: dict[str, np.ndarray], faces: dict[str, np.ndarray]) -> None:
+    """Write (and seal) a golden set: faces and expected outputs first, the manifest that seals them last."""
+    from xruntime_emotion.atomic import write_npz, write_text_atomic
+
+    manifest = {**manifest, "seal": {"sha256": seal(manifest, expected, faces), "covers": SEAL_COVERS}}
+    d.mkdir(parents=True, exist_ok=True)
+    write_npz(d / FACES, {"names": np.array(list(faces)), "images": np.stack(list(faces.values()))})
+    write_npz(d / "expected.npz", expected)
+    write_text_atomic(d / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
 def real_faces(cases: list[Case]) -> np.ndarray:
@@ -217,7 +254,6 @@ def regenerate(
     ir: ModelIR, artifacts: Path, data: FerData, *, directory: Path | None = None, force: bool = False
 ) -> dict[str, Any]:
     """Rewrite the golden set deterministically; refuse other weights unless ``force``."""
-    from xruntime_emotion.atomic import write_npz, write_text_atomic
     from xruntime_emotion.model.data import to_input
     from xruntime_emotion.runtime.backends import RUNTIMES
 
@@ -277,11 +313,8 @@ def regenerate(
                 "argmax_agreement_on_real_faces": float((a[real].argmax(1) == b[real].argmax(1)).mean()),
             }
         manifest["int8"][fmt] = entry
-    d.mkdir(parents=True, exist_ok=True)
     faces = {c.name: img for c, img, r in zip(cases, imgs, real) if r}
-    write_npz(d / FACES, {"names": np.array(list(faces)), "images": np.stack(list(faces.values()))})
-    write_npz(d / "expected.npz", expected)
-    write_text_atomic(d / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    save(d, manifest, expected, faces)
     write_mirror(d / "onnx", x[~real], expected["fp32"][~real])
     return _summary(old, GoldenSet(manifest, expected, faces))
 
@@ -306,7 +339,6 @@ def record(
     Only for the very artifact the set was made with, and with every case at hand: a recording is
     a drift baseline for that runtime, while the fp32 tolerance still judges it.
     """
-    from xruntime_emotion.atomic import write_npz, write_text_atomic
     from xruntime_emotion.model.data import to_input
 
     d = directory or golden_dir()
@@ -332,8 +364,7 @@ def record(
         "delegate": delegate,
         "added_by": "xemotion golden record",
     }
-    write_npz(d / "expected.npz", expected)
-    write_text_atomic(d / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    save(d, manifest, expected, gs.faces)
     return {"format": fmt, "recording": name, **manifest["int8"][fmt]["recorded"][name]}
 
 

@@ -121,6 +121,9 @@ def _judge(
         "artifact_sha256": sha256_file(path),
     }
     failures: list[str] = []
+    problem = FORMATS[pair.format].output.problem(got, len(cases))
+    if problem:
+        failures.append(f"output contract: {problem}")
     if pair.precision is Precision.FP32:
         lim = tol["fp32"]["max_abs"]
         if not per_case.max() <= lim:

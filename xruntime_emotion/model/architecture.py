@@ -12,7 +12,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from xruntime_emotion.errors import WeightsError
+
 LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+ACTIVATIONS = ("linear", "relu", "softmax")  # what the reference, Keras builder and ONNX emitter implement
+MAX_WINDOW = 64  # kernel and stride sides
+MAX_UNITS = 65_536  # filters or dense width: bounds every weight shape an architecture can declare
 
 
 class LayerKind(str, Enum):
@@ -35,6 +42,22 @@ class Layer:
     strides: tuple[int, int] = (1, 1)
     activation: str = "linear"
     rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Refuse what no network of this family has: files carry architectures too (xemotion .npz)."""
+        problems = []
+        if not isinstance(self.kind, LayerKind):
+            problems.append(f"kind {self.kind!r}")
+        if not all(isinstance(v, int) and 1 <= v <= MAX_WINDOW for v in (*self.kernel, *self.strides)):
+            problems.append(f"kernel {self.kernel} / strides {self.strides} (each 1..{MAX_WINDOW})")
+        if not 0 <= self.units <= MAX_UNITS:
+            problems.append(f"units {self.units} (0..{MAX_UNITS})")
+        if self.activation not in ACTIVATIONS:
+            problems.append(f"activation {self.activation!r} (one of {', '.join(ACTIVATIONS)})")
+        if not 0.0 <= self.rate < 1.0:
+            problems.append(f"dropout rate {self.rate}")
+        if problems:
+            raise WeightsError(f"layer {self.name!r}: unsupported {'; '.join(problems)}")
 
     @property
     def has_weights(self) -> bool:
@@ -122,6 +145,8 @@ def weight_shapes(layers: tuple[Layer, ...], contract: InputContract) -> dict[st
             h, w, c = (h - kh) // sh + 1, (w - kw) // sw + 1, layer.units
         elif layer.kind in (LayerKind.MAXPOOL2D, LayerKind.AVGPOOL2D):
             h, w = (h - kh) // sh + 1, (w - kw) // sw + 1
+        if h < 1 or w < 1:
+            raise WeightsError(f"layer {layer.name!r}: its window no longer fits the {contract.shape} input")
         elif layer.kind is LayerKind.FLATTEN:
             flat = h * w * c
         elif layer.kind is LayerKind.DENSE:

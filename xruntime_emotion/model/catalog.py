@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 
+import numpy as np
+
 from xruntime_emotion.errors import XEmotionError
 
 
@@ -30,8 +32,22 @@ class OutputContract:
     classes: int = 7
     row_sum_tolerance: float = 1e-4  # int8 outputs are multiples of one step: their sums are looser
 
+    def problem(self, p: np.ndarray, n: int) -> str:
+        """Why ``p`` (the outputs for ``n`` faces) breaks the contract; "" when it keeps it."""
+        if p.shape != (n, self.classes):
+            return f"shape {list(p.shape)} for {n} faces, expected [{n},{self.classes}]"
+        if not np.isfinite(p).all():
+            return "NaN or inf"
+        if p.size and (p.min() < -1e-6 or p.max() > 1 + 1e-6):
+            return f"values outside [0,1] (min {p.min():.3g}, max {p.max():.3g})"
+        worst = float(np.abs(p.sum(axis=1, dtype=np.float64) - 1).max()) if p.size else 0.0
+        if worst > self.row_sum_tolerance:
+            return f"rows sum to 1 only within {worst:.3g} (> {self.row_sum_tolerance:g})"
+        return ""
+
 
 INT8_OUTPUT = OutputContract(row_sum_tolerance=0.05)
+FOREIGN_OUTPUT = INT8_OUTPUT  # a file the catalog does not name: the loosest contract of any row
 
 
 @dataclass(frozen=True)
@@ -148,6 +164,12 @@ def exported_formats() -> tuple[str, ...]:
 def by_filename() -> dict[str, Format]:
     """Artifact file name -> its row, for every kind `export` writes (weights are an input, not listed)."""
     return {f.filename: f for f in FORMATS.values() if f.producer}
+
+
+def output_contract(filename: str) -> OutputContract:
+    """The output contract of the row a file name belongs to; ``FOREIGN_OUTPUT`` for any other file."""
+    row = by_filename().get(filename) or next((f for f in FORMATS.values() if f.filename == filename), None)
+    return row.output if row else FOREIGN_OUTPUT
 
 
 @contextmanager

@@ -39,6 +39,27 @@ class Provenance:
     format: str
 
 
+def _check_npz_shapes(path: Path, shapes: Mapping[str, tuple[tuple[int, ...], ...]]) -> None:
+    """Every weight array's declared shape (its .npy header) against the architecture, nothing else read."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        for name, (kernel, bias) in shapes.items():
+            for suffix, want in (("kernel", kernel), ("bias", bias)):
+                member = f"{name}/{suffix}.npy"
+                try:
+                    with zf.open(member) as f:
+                        major, _ = np.lib.format.read_magic(f)
+                        read_header = (
+                            np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+                        )
+                        shape, _, _ = read_header(f)  # the header only
+                except KeyError:
+                    raise WeightsError(f"{path}: no {member}") from None
+                if tuple(shape) != want:
+                    raise WeightsError(f"{path}: {member} has shape {tuple(shape)}, the architecture needs {want}")
+
+
 def _frozen(a: np.ndarray) -> np.ndarray:
     a = np.ascontiguousarray(a, dtype=np.float32).copy()
     a.setflags(write=False)
@@ -128,8 +149,9 @@ class ModelIR:
     def from_deepface_h5(path: str | Path) -> ModelIR:
         from xruntime_emotion.model.h5io import read_deepface_h5
 
+        shapes = list(weight_shapes(DEEPFACE_LAYERS, CONTRACT).values())
         return ModelIR.from_arrays(
-            read_deepface_h5(path), Provenance(str(Path(path).name), sha256_file(path), "deepface-h5")
+            read_deepface_h5(path, shapes), Provenance(str(Path(path).name), sha256_file(path), "deepface-h5")
         )
 
     @staticmethod
@@ -140,6 +162,7 @@ class ModelIR:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["__architecture__"]))
                 layers = tuple(Layer.from_dict(d) for d in meta["layers"])
+                _check_npz_shapes(path, weight_shapes(layers, CONTRACT))  # before a weight is read
                 weights = {
                     layer.name: (z[f"{layer.name}/kernel"], z[f"{layer.name}/bias"])
                     for layer in layers
@@ -147,6 +170,8 @@ class ModelIR:
                 }
             if any(a.dtype.kind != "f" for pair in weights.values() for a in pair):
                 raise ValueError("weights must be floating point")
+        except WeightsError:
+            raise
         except Exception as exc:  # a damaged zip raises BadZipFile, zlib.error, NotImplementedError, ...
             raise WeightsError(f"{path}: not a readable xemotion weights file ({type(exc).__name__}: {exc})") from exc
         if tuple(meta.get("labels", LABELS)) != LABELS:

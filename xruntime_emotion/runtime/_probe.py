@@ -35,7 +35,7 @@ def _faces() -> np.ndarray:
 def check(request: dict[str, Any]) -> None:
     """Open the file with the host's code path and classify; raises what the host would raise."""
     from xruntime_emotion.errors import ModelFileError
-    from xruntime_emotion.runtime.backends import RUNTIMES, open_backend
+    from xruntime_emotion.runtime.backends import RUNTIMES, RuntimeSpec, open_backend
     from xruntime_emotion.runtime.classifier import EmotionClassifier
 
     path = Path(request["path"])
@@ -46,6 +46,10 @@ def check(request: dict[str, Any]) -> None:
     if hashlib.sha256(data).hexdigest() != request["sha256"]:
         raise ModelFileError(f"{path}: the file changed while it was being checked")
     runtime = request["runtime"]
+    if runtime not in RUNTIMES and request.get("spec"):  # a plug-in registered by the host at run time
+        spec = dict(request["spec"])
+        RUNTIMES[runtime] = RuntimeSpec(**{k: tuple(map(tuple, v)) if k == "fixed_options" else
+                                          tuple(v) if isinstance(v, list) else v for k, v in spec.items()})  # fmt: skip
     options = dict(request.get("options", {}))
     if ".tflite" in RUNTIMES[runtime].suffixes:
         options.update(model_content=data, num_threads=1)

@@ -1,11 +1,11 @@
 """EmotionClassifier: the embeddable API. Imports no TensorFlow for ONNX and TFLite models.
 
-Untrusted model files: ``from_tflite``, ``from_file`` and ``from_manifest`` take ``probe``. With
-``probe=True`` the file is first opened and run once in a helper process, so that a malformed file
-that would crash the interpreter kills the helper, not this process, and is refused with
-``UnsafeModelError``. The default (``probe=None``; ``True`` in ``from_tflite``) probes TFLite files and
-not ONNX or weights files; ``from_onnx`` takes ``probe=False`` by default. A passing file is not probed
-again in this process. Details and limits: ``xruntime_emotion.runtime.safety``.
+Untrusted model files: every constructor takes ``probe``. With ``probe=True`` the file is first opened
+and run in a helper process under a time and memory bound, so that a malformed file that would crash
+or hang the interpreter ends the helper, not this process, and is refused with ``UnsafeModelError``.
+The default (``probe=None``) probes ONNX and TFLite files, not weights files; ``default()`` checks the
+shipped model's sha256 instead. A passing file is not probed again in this process. Details and
+limits: ``xruntime_emotion.runtime.safety``.
 
 Integrity: ``from_manifest(folder, name)`` loads an artifact recorded in ``export_manifest.json`` (or
 the weights recorded in a training ``manifest.json``) only if its sha256 matches the manifest.
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from xruntime_emotion.errors import ModelFileError
+from xruntime_emotion.model.catalog import output_contract
 from xruntime_emotion.model.ir import LABELS
 from xruntime_emotion.runtime.backends import Backend, file_kind, open_backend
 from xruntime_emotion.runtime.prediction import Prediction
@@ -48,8 +49,9 @@ class EmotionClassifier:
         *,
         threads: int | None = None,
         providers: list[str] | None = None,
-        probe: bool = False,
+        probe: bool | None = None,
     ) -> EmotionClassifier:
+        """onnxruntime; ``probe`` (default: yes) first runs the file in a helper process (module docstring)."""
         return cls(open_backend(path, "onnxruntime", probe=probe, threads=threads, providers=providers))
 
     @classmethod
@@ -130,20 +132,24 @@ class EmotionClassifier:
 
     @classmethod
     def default(cls, **options: Any) -> EmotionClassifier:
-        """The shipped model (xemotion's own FER2013 weights), on onnxruntime."""
+        """The shipped model (xemotion's own FER2013 weights), on onnxruntime.
+
+        Its sha256 is checked against the package's manifest instead of probing it in a helper process.
+        """
+        from xruntime_emotion.runtime.integrity import verified_path
         from xruntime_emotion.weights import default_onnx_path
 
-        return cls.from_onnx(default_onnx_path(), **options)
+        options.setdefault("probe", False)
+        return cls.from_onnx(verified_path(default_onnx_path().parent, "onnx"), **options)
 
     # -- inference --------------------------------------------------------------------------
     def predict(self, faces: Faces) -> np.ndarray:
         """Probabilities (N,7) float32, in ``self.labels`` order, for one face or many."""
         x = prepare(faces)
         p = self.backend.predict(x)
-        if p.shape != (len(x), len(self.labels)):
-            raise ModelFileError(f"{self.backend.path}: output shape {p.shape}, expected {(len(x), len(self.labels))}")
-        if not np.isfinite(p).all():  # a damaged model, never valid input
-            raise ModelFileError(f"{self.backend.path}: the model output NaN or inf")
+        problem = output_contract(Path(self.backend.path).name).problem(p, len(x))
+        if problem:  # a damaged or foreign model, never valid input
+            raise ModelFileError(f"{self.backend.path}: its output is not {len(self.labels)} probabilities: {problem}")
         return p
 
     def classify(self, face: Faces) -> Prediction:

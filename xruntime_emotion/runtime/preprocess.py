@@ -5,7 +5,11 @@ Accepted, one face or many:
   ignored; 16-bit grey divided by 257 into 8-bit, whatever its range; RGBA, palette and CMYK
   converted to RGB, CMYK naively (no ICC profile); alpha dropped, not composited). Files over
   ``MAX_PIXELS`` pixels (64 million; $XEMOTION_MAX_PIXELS) are refused before they are decoded;
-- a NumPy array (H,W), (H,W,1), (H,W,3) or (H,W,4), or a batch of them with a leading N axis.
+- a NumPy array, by this grammar (anything else is refused, naming it):
+    (H,W)                 one grey face, any size
+    (H,W,C), C in 1,3,4   one face with channels
+    (N,H,W), H,W >= 8     N grey faces (so (48,48,2) or (48,48,5) is refused, not read as 48 faces)
+    (N,H,W,C), C in 1,3,4 N faces with channels
   Three- and four-channel arrays are **RGB(A)** order (convert OpenCV's BGR first); grey is
   ITU-R 601 luma, 0.299 R + 0.587 G + 0.114 B, as Pillow's "L".
 - dtypes: uint8 (scaled by 1/255), uint16 (1/65535), float16/32/64 already in [0,1]; NaN, inf,
@@ -25,10 +29,14 @@ import numpy as np
 
 from xruntime_emotion.errors import ImageError
 from xruntime_emotion.model.ir import CONTRACT
+from xruntime_emotion.util import env_number
 
 SIZE = CONTRACT.height  # square crops; the contract lives in the IR
 # Refuse images above this many pixels (decompression bombs); $XEMOTION_MAX_PIXELS overrides.
-MAX_PIXELS = int(os.environ.get("XEMOTION_MAX_PIXELS", 64_000_000))
+MAX_PIXELS = int(env_number("XEMOTION_MAX_PIXELS", 64_000_000, 0, 2**40))
+# The decoders Pillow may use: formats whose header states the image size. ICO, ICNS and other
+# containers are refused: their header can hide a much larger embedded image.
+IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF", "PPM")
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 Face = Union[np.ndarray, str, os.PathLike]  # noqa: UP007 (a runtime alias)
@@ -40,10 +48,12 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     from PIL import Image, ImageOps
 
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO or a device would block or never end
+        raise ImageError(f"{path}: not a regular file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS is the limit here
-            with Image.open(path) as opened:
+            with Image.open(path, formats=IMAGE_FORMATS) as opened:
                 if opened.width * opened.height > MAX_PIXELS:
                     raise ImageError(f"{path}: {opened.width}x{opened.height} exceeds the limit of {MAX_PIXELS} pixels")
                 opened.load()
@@ -55,6 +65,13 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                 if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):  # 16-bit grey ("I" from some decoders)
                     a = np.clip(np.asarray(im, dtype=np.float64), 0, 65535)
                     return np.rint(a / 257.0).astype(np.uint8)
+                if im.mode == "F":  # float grey (TIFF): the same rule as float arrays
+                    f = np.asarray(im, dtype=np.float32)
+                    if not np.isfinite(f).all():
+                        raise ImageError(f"{path}: float image with NaN or inf pixels")
+                    if f.size and (f.min() < 0.0 or f.max() > 1.0):
+                        raise ImageError(f"{path}: float image outside [0,1] (min {f.min():g}, max {f.max():g})")
+                    return np.rint(f * 255.0).astype(np.uint8)
                 if im.mode not in ("L", "RGB"):
                     rgb = im.mode in ("RGBA", "LA", "P", "PA", "CMYK", "YCbCr", "RGBX", "RGBa", "La", "LAB", "HSV")
                     im = im.convert("RGB") if rgb else im.convert("L")
@@ -115,8 +132,20 @@ def _resize(f: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(im, dtype=np.float32), 0.0, 1.0)
 
 
+CHANNELS = (1, 3, 4)
+MIN_BATCH_SIDE = 8  # (N,H,W) is a batch only when its faces are at least this large
+GRAMMAR = "(H,W), (H,W,C), (N,H,W) with H,W >= 8, or (N,H,W,C); C in 1, 3, 4"
+
+
 def _is_batch(a: np.ndarray) -> bool:
-    return a.ndim == 4 or (a.ndim == 3 and a.shape[2] not in (1, 3, 4))
+    """Whether an array is many faces (see the module docstring); ambiguous shapes are refused."""
+    if a.ndim == 2 or (a.ndim == 3 and a.shape[2] in CHANNELS):
+        return False
+    if a.ndim == 4 and a.shape[3] in CHANNELS:
+        return True
+    if a.ndim == 3 and min(a.shape[1:]) >= MIN_BATCH_SIDE:
+        return True
+    raise ImageError(f"cannot tell faces from channels in an array of shape {a.shape}; accepted: {GRAMMAR}")
 
 
 def prepare(faces: Faces) -> np.ndarray:

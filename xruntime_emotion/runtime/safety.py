@@ -5,7 +5,8 @@ verifier checks offsets, not tensor indices or buffer sizes, so even a verified 
 process down. No exception handler helps; only another process does. So, by default, a ``.tflite``
 file is **probed** before it is loaded in-process: a helper process opens the same bytes with the same
 runtime and options (delegate included) and classifies a batch of 1 face and then of 3, exactly as
-the host will. If the helper dies by a signal or runs past ``PROBE_TIMEOUT_S``, the file is refused
+the host will. If the helper dies by a signal or runs past the timeout (``PROBE_TIMEOUT_S``, 10 s;
+``$XEMOTION_PROBE_TIMEOUT``), the file is refused
 with ``UnsafeModelError`` (a ``ModelFileError``); if it raises, the host gets the same error class and
 message. The helper runs under a 4 GiB address-space cap, so a file that declares absurd tensors fails
 there instead of exhausting the machine. A file that passed is remembered by (sha256, runtime,
@@ -21,9 +22,12 @@ costs tens of milliseconds; elsewhere each probe starts a fresh Python (a few hu
 ``sys.executable`` to be a Python that can import xemotion; where it is not (frozen apps), pass
 ``probe=False`` and accept that a malformed file can crash the process.
 
-ONNX files are not probed by default: onnxruntime refused every malformed file of
-``scripts/fuzz_models.py`` with an exception and crashed on none, and a cold start of the shipped
-ONNX must stay fast. ``probe=True`` probes them too. Weights files (.npz, .h5) are not probed either.
+ONNX files are probed too (onnxruntime refused every malformed file of ``scripts/fuzz_models.py`` with
+an exception, but a model can be valid and still hang it, an ONNX ``Loop`` with 10^12 trips, or ask for
+tens of GB). The shipped model is not: ``EmotionClassifier.default()`` checks its sha256 against the
+package's manifest instead. Weights files (.npz, .h5) are not probed: their reader checks every
+dataset's storage and shape before reading it (``model.h5io``). Before any of this, a model file must
+be a regular file of at most ``MAX_MODEL_BYTES``, checked without reading it.
 
 What a probe cannot promise: a model that crashes only on particular pixel values, or only on batch
 sizes other than 1 and 3, still reaches the host; the fuzzer counts such escapes as host crashes.
@@ -38,6 +42,7 @@ import json
 import os
 import select
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -47,9 +52,11 @@ from typing import IO, Any
 
 from xruntime_emotion import errors
 from xruntime_emotion.errors import ModelFileError, UnsafeModelError
+from xruntime_emotion.util import env_number
 
-PROBED_BY_DEFAULT: frozenset[str] = frozenset({".tflite"})  # file kinds (see runtimes.file_kind)
-PROBE_TIMEOUT_S = 120.0  # generous: an NPU delegate may compile the graph first
+PROBED_BY_DEFAULT: frozenset[str] = frozenset({".tflite", ".onnx"})  # file kinds (see backends.file_kind)
+PROBE_TIMEOUT_S = 10.0  # the default wall-clock bound of one probe; $XEMOTION_PROBE_TIMEOUT overrides
+MAX_MODEL_BYTES = 512 * 2**20  # larger files are refused before a byte is read; $XEMOTION_MAX_MODEL_BYTES
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding xruntime_emotion/
 
 _lock = threading.Lock()
@@ -166,12 +173,14 @@ def _ask_once(request: dict[str, Any]) -> dict[str, Any]:
     return {"ok": False, "exit": done.returncode, "stderr": stderr}
 
 
-def _refusal(path: Path, runtime: str, answer: dict[str, Any]) -> ModelFileError:
+def _refusal(path: Path, runtime: str, answer: dict[str, Any], timeout: float) -> ModelFileError:
     detail = f" ({answer['stderr']})" if answer.get("stderr") else ""
     if "signal" in answer:
         sig = int(answer["signal"])
         if sig == getattr(signal, "SIGALRM", None):
-            return UnsafeModelError(f"{path}: {runtime} did not finish with it within {PROBE_TIMEOUT_S:g} s", sig)
+            return UnsafeModelError(
+                f"{path}: {runtime} did not finish with it within {timeout:g} s ($XEMOTION_PROBE_TIMEOUT)", sig
+            )
         try:
             name = signal.Signals(sig).name
         except ValueError:
@@ -185,12 +194,41 @@ def _refusal(path: Path, runtime: str, answer: dict[str, Any]) -> ModelFileError
     return ModelFileError(f"{path}: {runtime} cannot load it ({answer.get('error')}: {answer.get('message')})")
 
 
-def probe(path: str | Path, runtime: str, **options: Any) -> bytes:
+def probe_timeout() -> float:
+    """Seconds a probe may take: $XEMOTION_PROBE_TIMEOUT (an NPU delegate that compiles the graph first may
+    need more than the default), else ``PROBE_TIMEOUT_S``."""
+    return env_number("XEMOTION_PROBE_TIMEOUT", PROBE_TIMEOUT_S, 0, 3600)
+
+
+def check_model_file(path: Path) -> int:
+    """The size of ``path`` once it is known to be a regular file of a sane size; nothing is read."""
+    limit = int(env_number("XEMOTION_MAX_MODEL_BYTES", MAX_MODEL_BYTES, 0, 2**40))
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such model file") from None
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read it ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelFileError(f"{path}: not a regular file (a FIFO, device or folder is never opened)")
+    if st.st_size == 0:
+        raise ModelFileError(f"{path}: empty file")
+    if st.st_size > limit:
+        raise ModelFileError(f"{path}: {st.st_size} bytes, over the {limit}-byte limit ($XEMOTION_MAX_MODEL_BYTES)")
+    return st.st_size
+
+
+def probe(
+    path: str | Path, runtime: str, *, timeout: float | None = None, spec: dict[str, Any] | None = None, **options: Any
+) -> bytes:
     """Check ``path`` with ``runtime`` in a helper process (module docstring); return the checked bytes.
 
     ``options`` are the backend's (a delegate, say), JSON-serialisable; thread counts are not passed.
+    ``timeout``: seconds (default ``probe_timeout()``). ``spec``: the runtime's registry row, for a runtime
+    registered in this process only (a plug-in), which the helper then registers too.
     """
     path = Path(path)
+    check_model_file(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -203,7 +241,8 @@ def probe(path: str | Path, runtime: str, **options: Any) -> bytes:
         "sha256": digest,
         "runtime": runtime,
         "options": options,
-        "timeout": PROBE_TIMEOUT_S,
+        "timeout": probe_timeout() if timeout is None else timeout,
+        "spec": spec,
     }
     with _lock:
         if key in _passed:
@@ -212,7 +251,7 @@ def probe(path: str | Path, runtime: str, **options: Any) -> bytes:
         if answer.get("ok"):
             _passed.add(key)
             return data
-    raise _refusal(path, runtime, answer)
+    raise _refusal(path, runtime, answer, request["timeout"])
 
 
 @atexit.register

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -162,13 +162,12 @@ _MAGIC: tuple[tuple[Callable[[bytes], bool], str], ...] = (
 
 def file_kind(path: str | Path) -> str:
     """'.onnx', '.tflite', '.h5' or '.npz', by the file's bytes (ONNX has no magic: by suffix)."""
+    from xruntime_emotion.runtime.safety import check_model_file
+
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
+    check_model_file(path)  # a regular file of a sane size: a FIFO would block the read below
     with open(path, "rb") as f:
         head = f.read(16)
-    if not head:
-        raise ModelFileError(f"{path}: empty file")
     for test, kind in _MAGIC:
         if test(head):
             return kind
@@ -214,19 +213,32 @@ def open_backend(path: str | Path, runtime: str | None = None, *, probe: bool | 
         options[spec.threads_option] = threads
     if options.get("delegate") is None:
         options.pop("delegate", None)
-    if probe or (probe is None and spec.available() and _probed_by_default(path)):
+    if probe or (probe is None and spec.available() and _probed_by_default(spec)):
         from xruntime_emotion.runtime.safety import probe as run_probe
 
-        data = run_probe(path, spec.name, **options)
+        data = run_probe(path, spec.name, spec=asdict(spec), **options)  # the spec: plug-in runtimes too
         if ".tflite" in spec.suffixes:
             options["model_content"] = data  # load the very bytes that were checked
     return spec._load(path, **options)
 
 
-def _probed_by_default(path: str | Path) -> bool:
+def _probed_by_default(spec: RuntimeSpec) -> bool:
     from xruntime_emotion.runtime.safety import PROBED_BY_DEFAULT
 
-    return file_kind(path) in PROBED_BY_DEFAULT
+    return bool(PROBED_BY_DEFAULT.intersection(spec.suffixes))
+
+
+def in_fixed_batches(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int) -> np.ndarray:
+    """``run`` on chunks of exactly ``batch`` rows (a fixed-batch model): the last chunk is padded with
+    copies of its last row, and the padding's outputs dropped."""
+    outs = []
+    for i in range(0, len(x), batch):
+        chunk = x[i : i + batch]
+        n = len(chunk)
+        if n < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
+        outs.append(np.asarray(run(chunk))[:n])
+    return np.concatenate(outs)
 
 
 def predict_batched(backend: Backend, x: np.ndarray, batch: int = 256) -> np.ndarray:

@@ -81,8 +81,12 @@ class LiteRTBackend:
         sig = list(self.input.get("shape_signature", self.input["shape"]))
         if len(sig) != 4 or list(sig[1:]) != list(CONTRACT.shape):
             raise ModelFileError(f"{path}: input shape {sig}, expected [N,{','.join(map(str, CONTRACT.shape))}]")
-        if int(np.prod(self.output["shape"][1:])) != CLASSES:
-            raise ModelFileError(f"{path}: output shape {list(self.output['shape'])}, expected [N,{CLASSES}]")
+        out_shape = list(self.output.get("shape_signature", self.output["shape"]))
+        if len(out_shape) != 2 or out_shape[1] != CLASSES:  # [7,N] has the right size and the wrong meaning
+            raise ModelFileError(f"{path}: output shape {out_shape}, expected [N,{CLASSES}]")
+        out_dtype = np.dtype(self.output["dtype"])
+        if not (out_dtype == np.float32 or out_dtype in (np.uint8, np.int8) and self.output["quantization"][0]):
+            raise ModelFileError(f"{path}: output type {out_dtype}, expected float32 or quantized int8 probabilities")
         self.fixed_batch: int | None = None if sig[0] == -1 else int(sig[0])
         if self.fixed_batch is not None and self.fixed_batch < 1:
             raise ModelFileError(f"{path}: input batch dimension {self.fixed_batch}, expected -1 or a positive size")
@@ -149,13 +153,12 @@ class LiteRTBackend:
         return interp.get_tensor(self.output["index"])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
+        from xruntime_emotion.runtime.backends import in_fixed_batches
+
         native = self.native_input(x)
         step = self.fixed_batch
         try:
-            if step is None:
-                y = self.raw(native)
-            else:
-                y = np.concatenate([self.raw(native[i : i + step]) for i in range(0, len(native), step)])
+            y = self.raw(native) if step is None else in_fixed_batches(self.raw, native, step)
         except (ValueError, RuntimeError) as exc:
             raise ModelFileError(f"{self.path}: inference failed ({str(exc).strip()[:300]})") from exc
         y = self._dequantize(np.asarray(y))

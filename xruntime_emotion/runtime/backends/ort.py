@@ -42,6 +42,11 @@ class OrtBackend:
             raise ModelFileError(f"{path}: expected one input and one output, got {len(ins)} and {len(outs)}")
         self.input_name = ins[0].name
         self.output_names = [outs[0].name]
+        if outs[0].type != "tensor(float)":
+            raise ModelFileError(f"{path}: output type {outs[0].type}, expected float32 probabilities")
+        out_shape = outs[0].shape
+        if len(out_shape) != 2 or out_shape[1] != len(LABELS):
+            raise ModelFileError(f"{path}: output {outs[0].name} has shape {out_shape}, expected [N,{len(LABELS)}]")
         shape = ins[0].shape
         if len(shape) != 4 or list(shape[1:]) != list(CONTRACT.shape):
             expected = ",".join(map(str, CONTRACT.shape))
@@ -58,16 +63,19 @@ class OrtBackend:
     def raw(self, native: np.ndarray) -> Any:
         return self.session.run(self.output_names, {self.input_name: native})[0]
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        if self.fixed_batch and len(x) != self.fixed_batch:
-            return np.concatenate(
-                [self.predict(x[i : i + self.fixed_batch]) for i in range(0, len(x), self.fixed_batch)]
-            )
+    def _run(self, x: np.ndarray) -> np.ndarray:
         try:
             out = self.session.run(self.output_names, {self.input_name: x})[0]
         except Exception as exc:
             raise ModelFileError(f"{self.path}: inference failed ({_first_line(exc)})") from exc
         return _check_output(out, len(x), self.path)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        if self.fixed_batch and len(x) != self.fixed_batch:
+            from xruntime_emotion.runtime.backends import in_fixed_batches
+
+            return in_fixed_batches(self._run, x, self.fixed_batch)
+        return self._run(x)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -76,10 +84,10 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _check_output(out: Any, n: int, path: Path) -> np.ndarray:
-    out = np.asarray(out, dtype=np.float32).reshape(n, -1) if np.size(out) == n * len(LABELS) else None
-    if out is None:
-        raise ModelFileError(f"{path}: output does not have shape (N,{len(LABELS)})")
-    return out
+    out = np.asarray(out)
+    if out.shape != (n, len(LABELS)):  # [7,N] has the right size and the wrong meaning
+        raise ModelFileError(f"{path}: output shape {list(out.shape)} for {n} faces, expected [{n},{len(LABELS)}]")
+    return out.astype(np.float32, copy=False)
 
 
 def open_backend(path: Path, **options: Any) -> OrtBackend:
