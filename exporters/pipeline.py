@@ -8,9 +8,14 @@ with the NumPy reference, and only then renamed: a failed validation leaves noth
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib
 import json
-from collections.abc import Callable
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,6 +212,60 @@ def validate(ctx: ExportContext, fmt: Format, path: Path) -> dict[str, Any]:
     return out
 
 
+def check_output_folder(output: Path) -> None:
+    """Before any expensive work: ``output`` is (or can become) a folder this process may write into."""
+    if output.exists() and not output.is_dir():
+        raise ExportError(f"{output}: exists and is not a folder (-o names the folder for the artifacts)")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"{output}: cannot create the folder ({exc.strerror})") from None
+    if not os.access(output, os.W_OK | os.X_OK):
+        raise ExportError(f"{output}: the folder is not writable")
+
+
+@contextlib.contextmanager
+def _manifest_lock(output: Path) -> Iterator[None]:
+    """One writer of ``output``'s manifest at a time, across processes (flock on the folder itself)."""
+    fd = os.open(output, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+TMP_PREFIX = "xemotion-export-"
+
+
+@contextlib.contextmanager
+def private_tempdir() -> Iterator[Path]:
+    """Converters' temporary files (TensorFlow's SavedModel folders, 12 MB each) in one folder of this run,
+    removed when it ends; folders of earlier runs whose process is gone (killed) are swept first."""
+    base = Path(tempfile.gettempdir())
+    for old in base.glob(f"{TMP_PREFIX}*"):
+        pid = old.name.removeprefix(TMP_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    mine = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=base))
+    before, tempfile.tempdir = tempfile.tempdir, str(mine)  # process-wide while exporting
+    try:
+        yield mine
+    finally:
+        tempfile.tempdir = before
+        shutil.rmtree(mine, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive, and not ours to sweep
+        return True
+    return True
+
+
 def export(
     ctx: ExportContext,
     formats: list[str],
@@ -214,42 +273,68 @@ def export(
     *,
     on_done: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Write each format into ``output`` (atomically, validated) and update the export manifest."""
+    """Write each format into ``output`` (atomically, validated) and update the export manifest.
+
+    Several exports may share a folder: each manifest update is a locked read-merge-write. A file system
+    error is one ExportError; an artifact whose manifest entry could not be written is taken back.
+    """
     output = Path(output)
     chosen = rows(formats, ctx.options.onnx_via)
     for fmt in chosen:
         if fmt.calibrated:
             ctx.require_calibration(fmt.name)
-    manifest = _load_manifest(output, ctx.ir)
-    for fmt in chosen:
-        make = producer(fmt)
+    check_output_folder(output)
+    with _manifest_lock(output):
+        manifest = _load_manifest(output, ctx.ir)  # fails now, before the work, if it is unreadable
+    with private_tempdir():
+        for fmt in chosen:
+            made = _make(ctx, fmt)
+            target = output / fmt.filename
+            try:
+                with atomic_path(target) as tmp:
+                    tmp.write_bytes(made.data)
+                    report = validate(ctx, fmt, tmp)
+                entry = {
+                    "file": target.name,
+                    "sha256": sha256_file(target),
+                    "bytes": target.stat().st_size,
+                    "precision": fmt.precision.value,
+                    "producer": made.producer,
+                    "runtime": fmt.runtime,
+                    "fixed_batch": fmt.fixed_batch or ctx.options.fixed_batch,
+                    "validation": report,
+                    **made.details,
+                }
+                if fmt.calibrated:
+                    entry["calibration"] = ctx.require_calibration(fmt.name).describe()
+                manifest = _record(output, ctx.ir, fmt.name, entry, target)
+            except OSError as exc:
+                raise ExportError(f"{target}: cannot write it ({exc.strerror or exc})") from None
+            if on_done:
+                on_done(fmt.name, entry)
+    return manifest
+
+
+def _make(ctx: ExportContext, fmt: Format) -> Made:
+    make = producer(fmt)
+    try:
+        return make(ctx)
+    except XEmotionError:
+        raise
+    except Exception as exc:  # converter internals raise anything
+        raise ExportError(f"{fmt.name}: export failed ({type(exc).__name__}: {str(exc).strip()[:300]})") from exc
+
+
+def _record(output: Path, ir: ModelIR, name: str, entry: dict[str, Any], artifact: Path) -> dict[str, Any]:
+    """Add ``entry`` to the manifest as it is on disk now (another export may have added its own)."""
+    with _manifest_lock(output):
+        manifest = _load_manifest(output, ir)
+        manifest["artifacts"][name] = entry
         try:
-            made = make(ctx)
-        except XEmotionError:
+            write_text_atomic(output / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+        except OSError:
+            artifact.unlink(missing_ok=True)  # no artifact without its manifest entry
             raise
-        except Exception as exc:  # converter internals raise anything
-            raise ExportError(f"{fmt.name}: export failed ({type(exc).__name__}: {str(exc).strip()[:300]})") from exc
-        target = output / fmt.filename
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(made.data)
-            report = validate(ctx, fmt, tmp)
-        entry = {
-            "file": target.name,
-            "sha256": sha256_file(target),
-            "bytes": target.stat().st_size,
-            "precision": fmt.precision.value,
-            "producer": made.producer,
-            "runtime": fmt.runtime,
-            "fixed_batch": fmt.fixed_batch or ctx.options.fixed_batch,
-            "validation": report,
-            **made.details,
-        }
-        if fmt.calibrated:
-            entry["calibration"] = ctx.require_calibration(fmt.name).describe()
-        manifest["artifacts"][fmt.name] = entry
-        write_text_atomic(output / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-        if on_done:
-            on_done(fmt.name, entry)
     return manifest
 
 
@@ -267,11 +352,11 @@ def _load_manifest(output: Path, ir: ModelIR) -> dict[str, Any]:
     if not path.is_file():
         return fresh
     old = read_manifest(path)  # unreadable: one clear error, never silently replaced
-    if old.get("weights_sha256") != ir.weights_sha256:
-        return fresh
     entries = old.get("artifacts")
     if not isinstance(entries, dict):
         raise ExportError(f"{path}: 'artifacts' is not an object; remove the file to start afresh")
+    if old.get("weights_sha256") != ir.weights_sha256:
+        return fresh
     fresh["artifacts"] = {
         k: v
         for k, v in entries.items()

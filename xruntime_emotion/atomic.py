@@ -110,3 +110,19 @@ def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
                 with zf.open(info, "w", force_zip64=True) as f:
                     np.lib.format.write_array(f, np.asanyarray(arr), allow_pickle=False)
     return Path(path)
+
+
+def write_output(path: str | Path, text: str) -> Path:
+    """A result file the user named (``--json``, reports): written atomically, never through or over a
+    symlink, and any failure one XEmotionError line."""
+    from xruntime_emotion.errors import XEmotionError
+
+    path = Path(path)
+    if path.is_symlink():
+        raise XEmotionError(f"{path}: is a symbolic link; name the file itself")
+    if path.is_dir():
+        raise XEmotionError(f"{path}: is a folder; name a file")
+    try:
+        return write_text_atomic(path, text)
+    except OSError as exc:
+        raise XEmotionError(f"{path}: cannot write it ({exc.strerror or exc})") from None

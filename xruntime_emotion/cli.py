@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from xruntime_emotion._version import __version__
-from xruntime_emotion.atomic import write_text_atomic
+from xruntime_emotion.atomic import write_output
 from xruntime_emotion.errors import XEmotionError
 from xruntime_emotion.model.catalog import exported_formats
 from xruntime_emotion.runtime.integrity import EXPORT_MANIFEST
@@ -37,9 +38,18 @@ WeightsOpt = Annotated[
 ]
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0 and C1 controls: ANSI/OSC escapes, bells, newlines
+
+
+def _t(value: Any) -> str:
+    """Text that came from a file or the command line (names, metadata, paths, messages), safe to print:
+    control characters (terminal escapes) replaced, Rich markup escaped, on one line."""
+    return escape(_CONTROL.sub(" ", str(value)))
+
+
 def _write_json(path: Path | None, data: Any) -> None:
     if path is not None:
-        write_text_atomic(path, json.dumps(data, indent=1, default=str) + "\n")
+        write_output(path, json.dumps(data, indent=1, default=str) + "\n")
 
 
 def _version(value: bool) -> None:
@@ -92,8 +102,8 @@ def export(
     """Export artifacts, each validated against the IR reference before it is written."""
     try:
         from exporters.context import ExportContext
+        from exporters.pipeline import check_output_folder, plan
         from exporters.pipeline import export as run_export
-        from exporters.pipeline import plan
     except ImportError as exc:  # pragma: no cover - exporters ship in the same wheel
         raise XEmotionError(f"the exporters package is missing ({exc})") from exc
     p = plan(
@@ -110,7 +120,8 @@ def export(
         allow_cpu_fallback=allow_cpu_fallback,
     )
     for notice in p.notices:
-        err.print(escape(notice))
+        err.print(_t(notice))
+    check_output_folder(output)  # before the weights, TensorFlow or any conversion
     ctx = ExportContext(_load_ir(weights), p.options, p.calibration)
 
     def done(name: str, entry: dict[str, Any]) -> None:
@@ -130,10 +141,10 @@ def export(
                 f"est. {vela_info.get('estimated_inference_ms', '?')} ms, "
                 f"SRAM {vela_info.get('sram_used_kib', '?')} KiB"
             )
-        out.print(f"[green]✓[/green] {name:<12} {output / entry['file']}  ({entry['producer']}; {detail})")
+        out.print(f"[green]✓[/green] {name:<12} {_t(output / entry['file'])}  ({_t(entry['producer'])}; {_t(detail)})")
 
     manifest = run_export(ctx, list(p.formats), output, on_done=done)
-    out.print(f"manifest: {escape(str(output / EXPORT_MANIFEST))}")
+    out.print(f"manifest: {_t(output / EXPORT_MANIFEST)}")
     _write_json(json_path, manifest)
 
 
@@ -171,7 +182,7 @@ def predict(
     results = []
     for img in images:
         p = clf.classify(img)
-        out.print(f"{escape(str(img))}: Recognized emotion: [bold]{p.label}[/bold] ({p.probability:.4f})")
+        out.print(f"{_t(img)}: Recognized emotion: [bold]{_t(p.label)}[/bold] ({p.probability:.4f})")
         out.print("  " + "  ".join(f"{k} {v:.4f}" for k, v in p.probabilities.items()))
         results.append(
             {"image": str(img), "label": p.label, "probability": p.probability, "probabilities": p.probabilities}
@@ -192,7 +203,7 @@ def _predict_photos(
     for img in images:
         photo = load_image(img)
         faces = clf.analyze(photo, margin=margin, detector=detector)
-        name = escape(str(img))  # a path is not Rich markup
+        name = _t(img)
         if not faces:
             out.print(f"{name}: no face found")
         for n, f in enumerate(faces, 1):
@@ -205,7 +216,7 @@ def _predict_photos(
         entry: dict[str, Any] = {"image": str(img), "faces": [f.to_json() for f in faces]}
         if annotate is not None:
             entry["annotated"] = str(draw(photo, faces, annotate))
-            out.print(f"annotated: {escape(str(annotate))}")
+            out.print(f"annotated: {_t(annotate)}")
         results.append(entry)
     _write_json(json_path, {"model": str(clf.backend.path), "runtime": clf.backend.runtime, "results": results})
 
@@ -227,7 +238,7 @@ def _classifier(
             delegate=delegate,
             runtime=runtime,
             threads=threads,
-            on_fallback=lambda why: err.print(f"note: {escape(why)}"),
+            on_fallback=lambda why: err.print(f"note: {_t(why)}"),
         )
     if model is None:
         if runtime is not None or delegate is not None:
@@ -246,16 +257,16 @@ def info(
     from xruntime_emotion.runtime.info import describe
 
     d = describe(model)
-    out.print(f"[bold]{escape(d['file'])}[/bold]  {d['kind']}  {d['bytes']} bytes  sha256 {d['sha256']}")
+    out.print(f"[bold]{_t(d['file'])}[/bold]  {d['kind']}  {d['bytes']} bytes  sha256 {d['sha256']}")
     for k in ("inputs", "outputs"):
         for t in d.get(k, []):
             q = f"  quant {t['quantization']}" if t.get("quantization") else ""
-            out.print(f"  {k[:-1]:<6} {t['name']}  {t['shape']}  {t['type']}{q}")
+            out.print(f"  {k[:-1]:<6} {_t(t['name'])}  {_t(t['shape'])}  {_t(t['type'])}{_t(q)}")
     for k in ("nodes", "ops", "custom_ops", "opset", "producer", "buffers_bytes", "parameters", "weights_sha256"):
         if k in d:
-            out.print(f"  {k}: {d[k]}")
+            out.print(f"  {k}: {_t(d[k])}")
     for k, v in d.get("metadata", {}).items():
-        out.print(f"  meta {k}: {v}")
+        out.print(f"  meta {_t(k)}: {_t(v)}")
     _write_json(json_path, d)
 
 
@@ -353,11 +364,11 @@ def evaluate(
         flag = " [red]LEAK: calibrated on this split[/red]" if r.leakage.get("overlap_with_split") else ""
         rule = c.get("int8_rule")
         table.add_row(
-            escape(r.name) + flag,
+            _t(r.name) + flag,
             r.runtime,
             str(r.correct),
             f"{100 * r.accuracy:.2f}%",
-            escape(c["baseline"] or "–") if c["baseline"] != r.name else "(itself)",
+            _t(c["baseline"] or "–") if c["baseline"] != r.name else "(itself)",
             f"{c['delta_pp']:+.2f}" if "delta_pp" in c else "",
             f"{c['argmax_agreement']:.4f}" if "argmax_agreement" in c else "",
             (
@@ -370,7 +381,7 @@ def evaluate(
     out.print(table)
     if plot:
         plot_confusion(results, plot)
-        out.print(f"confusion matrix: {plot}")
+        out.print(f"confusion matrix: {_t(plot)}")
     _write_json(
         json_path,
         {
@@ -422,12 +433,12 @@ def verify(
     for r in report["results"]:
         c = r["checks"]
         table.add_row(
-            r["pair"], marks[r["status"]],
+            _t(r["pair"]), marks[r["status"]],
             f"{c['max_abs_diff']:.2e}" if "max_abs_diff" in c else "",
             f"{c['argmax_agreement']:.4f}" if "argmax_agreement" in c else "",
             f"{c['real_psnr_db']:.1f}" if "real_psnr_db" in c else "",
             f"{c['max_steps_vs_recorded']:.2f} ({c['recording']})" if "max_steps_vs_recorded" in c else "",
-            escape(r["reason"]),  # install hints like xemotion[litert] are not Rich markup
+            _t(r["reason"]),  # install hints like xemotion[litert] are not Rich markup
         )  # fmt: skip
     out.print(table)
     sm = report["summary"]
@@ -490,7 +501,7 @@ def golden_mirror(
 
     r = mirror(output, model or default_onnx_path(), golden)
     out.print(
-        f"wrote {escape(str(output))}: model.onnx, test_data_set_0 ({r['generated_cases']} generated cases), "
+        f"wrote {_t(output)}: model.onnx, test_data_set_0 ({r['generated_cases']} generated cases), "
         f"test_data_set_1 ({r['real_faces']} real faces)"
     )
 
@@ -578,8 +589,12 @@ def main() -> None:
         app()  # standalone: usage errors print their own message and exit 2
     except XEmotionError as exc:
         # escape: install hints like xemotion[detect] are not Rich markup
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {_t(exc)}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:  # a file system failure (read-only folder, disk full, ...): one line too
+        where = f"{exc.filename}: " if exc.filename else ""
+        err.print(f"[red]error:[/red] {_t(where)}{_t(exc.strerror or exc)}", highlight=False, soft_wrap=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

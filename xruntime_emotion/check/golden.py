@@ -127,6 +127,7 @@ def load(directory: Path | None = None) -> GoldenSet:
         raise ConformanceError(f"no readable golden set in {d} ({exc}); {hint}") from exc
     if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
         raise ConformanceError(f"{d}: golden schema is not {SCHEMA}; use the golden set of this xemotion version")
+    _check_types(d, manifest)
     recorded = (manifest.get("seal") or {}).get("sha256") if isinstance(manifest.get("seal"), dict) else None
     if recorded != seal(manifest, expected, faces):
         raise ConformanceError(
@@ -134,6 +135,23 @@ def load(directory: Path | None = None) -> GoldenSet:
             "rebuild it with `xemotion golden regenerate`"
         )
     return GoldenSet(manifest, expected, faces)
+
+
+def _check_types(d: Path, manifest: dict[str, Any]) -> None:
+    """The fields `verify` computes with, of the types it needs: one clear error, never a TypeError later."""
+    try:
+        tol = manifest["tolerances"]
+        for key, field in (("fp32", "max_abs"), ("int8_vs_self", "max_steps"), ("cross_producer", "max_abs")):
+            if not isinstance(tol[key][field], (int, float)) or isinstance(tol[key][field], bool):
+                raise TypeError(f"tolerances.{key}.{field} is not a number")
+        Int8Rule.from_json(tol["int8_vs_fp32"])
+        [Case(**c) for c in manifest["cases"]]
+        for fmt, entry in manifest["int8"].items():
+            float(entry["step"])
+            if not isinstance(entry["recorded"], dict):
+                raise TypeError(f"int8.{fmt}.recorded is not an object")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ConformanceError(f"{d}: malformed golden manifest ({type(exc).__name__}: {exc})") from None
 
 
 def seal(manifest: dict[str, Any], expected: dict[str, np.ndarray], faces: dict[str, np.ndarray]) -> str:

@@ -33,7 +33,13 @@ from xruntime_emotion.util import env_number
 
 SIZE = CONTRACT.height  # square crops; the contract lives in the IR
 # Refuse images above this many pixels (decompression bombs); $XEMOTION_MAX_PIXELS overrides.
-MAX_PIXELS = int(env_number("XEMOTION_MAX_PIXELS", 64_000_000, 0, 2**40))
+MAX_PIXELS = 64_000_000  # the default limit; read through max_pixels(), where $XEMOTION_MAX_PIXELS overrides it
+
+
+def max_pixels() -> int:
+    """The decoded-size limit now ($XEMOTION_MAX_PIXELS, validated when it is used, not at import)."""
+    return int(env_number("XEMOTION_MAX_PIXELS", MAX_PIXELS, 0, 2**40))
+
 # The decoders Pillow may use: formats whose header states the image size. ICO, ICNS and other
 # containers are refused: their header can hide a much larger embedded image.
 IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF", "PPM")
@@ -53,9 +59,10 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS is the limit here
+            limit = max_pixels()
             with Image.open(path, formats=IMAGE_FORMATS) as opened:
-                if opened.width * opened.height > MAX_PIXELS:
-                    raise ImageError(f"{path}: {opened.width}x{opened.height} exceeds the limit of {MAX_PIXELS} pixels")
+                if opened.width * opened.height > limit:
+                    raise ImageError(f"{path}: {opened.width}x{opened.height} exceeds the limit of {limit} pixels")
                 opened.load()
                 im: Image.Image = opened
                 try:
@@ -81,7 +88,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except Image.DecompressionBombError as exc:  # past Pillow's own limit, before ours could look
-        raise ImageError(f"{path}: exceeds the limit of {MAX_PIXELS} pixels ({exc})") from None
+        raise ImageError(f"{path}: exceeds the limit of {max_pixels()} pixels ({exc})") from None
     except MemoryError:
         raise ImageError(f"{path}: too large to decode") from None
     except Exception as exc:  # Pillow's decoders raise many types on damaged files
