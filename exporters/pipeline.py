@@ -105,6 +105,15 @@ def make_tflite_int8(ctx: ExportContext) -> Made:
     return Made(tflite.export_int8(ctx), tflite.PRODUCER, {"granularity": ctx.options.granularity})
 
 
+def make_deepface_h5(ctx: ExportContext) -> Made:
+    """DeepFace's facial_expression_model_weights.h5 from any weights (h5py only: no TensorFlow)."""
+    from xruntime_emotion.model.h5io import write_deepface_h5
+
+    with tempfile.TemporaryDirectory(prefix="xemotion-h5-") as d:
+        path = write_deepface_h5(ctx.ir, Path(d) / "weights.h5")
+        return Made(path.read_bytes(), "xemotion-h5io", {"layout": "DeepFace legacy Keras 2 weights (by layer order)"})
+
+
 def make_vela(ctx: ExportContext) -> Made:
     from . import vela
 
@@ -272,8 +281,10 @@ def export(
     output: Path,
     *,
     on_done: Callable[[str, dict[str, Any]], None] | None = None,
+    on_step: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Write each format into ``output`` (atomically, validated) and update the export manifest.
+    ``on_step(format, done, total)`` hears of each format as it starts; ``on_done`` gets its entry.
 
     Several exports may share a folder: each manifest update is a locked read-merge-write. A file system
     error is one ExportError; an artifact whose manifest entry could not be written is taken back.
@@ -287,11 +298,13 @@ def export(
     with _manifest_lock(output):
         manifest = _load_manifest(output, ctx.ir)  # fails now, before the work, if it is unreadable
     with private_tempdir():
-        for fmt in chosen:
+        for done, fmt in enumerate(chosen):
+            if on_step:
+                on_step(fmt.name, done, len(chosen))
             made = _make(ctx, fmt)
             target = output / fmt.filename
             try:
-                with atomic_path(target) as tmp:
+                with atomic_path(target, named=target.suffix == ".h5") as tmp:  # HDF5 needs a real path
                     tmp.write_bytes(made.data)
                     report = validate(ctx, fmt, tmp)
                 entry = {

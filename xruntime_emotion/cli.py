@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from xruntime_emotion._version import __version__
 from xruntime_emotion.atomic import write_output
+from xruntime_emotion.console import SETTINGS, Summary, err, native_output, out, steps
 from xruntime_emotion.errors import XEmotionError
 from xruntime_emotion.model.catalog import exported_formats
 from xruntime_emotion.runtime.integrity import EXPORT_MANIFEST
@@ -28,8 +28,6 @@ app = typer.Typer(
 )
 golden_app = typer.Typer(help="The golden vectors that `verify` checks against.", no_args_is_help=True)
 app.add_typer(golden_app, name="golden")
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
 
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON to this file.")]
 WeightsOpt = Annotated[
@@ -63,8 +61,17 @@ def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (the summary line stays).")] = False,
+    log: Annotated[
+        Path | None,
+        typer.Option(help="Append the runtimes' own messages (TensorFlow, absl, XNNPACK...) here; default: dropped."),
+    ] = None,
 ) -> None:
-    """xemotion: one model description, every artifact, and proof that they agree."""
+    """xemotion: one model description, every artifact, and proof that they agree.
+
+    Results go to stdout; progress (on a terminal) and a one-line summary to stderr.
+    """
+    SETTINGS.quiet, SETTINGS.log = quiet, log
 
 
 def _load_ir(weights: Path | None) -> Any:
@@ -122,7 +129,8 @@ def export(
     for notice in p.notices:
         err.print(_t(notice))
     check_output_folder(output)  # before the weights, TensorFlow or any conversion
-    ctx = ExportContext(_load_ir(weights), p.options, p.calibration)
+    with native_output():
+        ctx = ExportContext(_load_ir(weights), p.options, p.calibration)
 
     def done(name: str, entry: dict[str, Any]) -> None:
         v = entry["validation"]
@@ -143,9 +151,12 @@ def export(
             )
         out.print(f"[green]✓[/green] {name:<12} {_t(output / entry['file'])}  ({_t(entry['producer'])}; {_t(detail)})")
 
-    manifest = run_export(ctx, list(p.formats), output, on_done=done)
+    summary = Summary("export")
+    with native_output(), steps("export") as step:
+        manifest = run_export(ctx, list(p.formats), output, on_done=done, on_step=step)
     out.print(f"manifest: {_t(output / EXPORT_MANIFEST)}")
     _write_json(json_path, manifest)
+    summary.done(f"{len(p.formats)} artifact(s) written and validated in {_t(output)}")
 
 
 # -------------------------------------------------------------------------------------------- predict
@@ -175,13 +186,15 @@ def predict(
         raise typer.BadParameter("--annotate takes exactly one photo", param_hint="--annotate")
     if not 0.0 <= margin <= 1.0 or min_face < 1:
         raise typer.BadParameter("--margin must lie in [0, 1] and --min-face be at least 1")
-    clf = _classifier(model, target, artifacts, runtime, delegate, threads)
+    with native_output():
+        clf = _classifier(model, target, artifacts, runtime, delegate, threads)
     if detect:
         _predict_photos(clf, images, annotate, margin, min_face, json_path)
         return
     results = []
     for img in images:
-        p = clf.classify(img)
+        with native_output():
+            p = clf.classify(img)
         out.print(f"{_t(img)}: Recognized emotion: [bold]{_t(p.label)}[/bold] ({p.probability:.4f})")
         out.print("  " + "  ".join(f"{k} {v:.4f}" for k, v in p.probabilities.items()))
         results.append(
@@ -313,14 +326,25 @@ def train(
         from exporters.train import train as run_train
     except ImportError as exc:  # pragma: no cover
         raise XEmotionError(f"the exporters package is missing ({exc})") from exc
-    manifest = run_train(
-        load_fer2013(data), output, recipe=Recipe(epochs=epochs), seed=seed, checkpoint_dir=checkpoint_dir, limit=limit
-    )
+    timer = Summary("train")
+    fer = load_fer2013(data)
+    with native_output(), steps("train") as step:
+
+        def epoch_done(row: dict[str, Any]) -> None:  # Keras' own bars stay off; one bar, per epoch
+            metrics = (
+                f"loss {row['loss']:.3f}, acc {row['train_accuracy']:.3f}, PublicTest {row['public_accuracy']:.3f}"
+            )
+            step(f"epoch {row['epoch']} ({metrics})", row["epoch"], epochs)
+
+        step("epoch 1", 0, epochs)
+        manifest = run_train(fer, output, recipe=Recipe(epochs=epochs), seed=seed, checkpoint_dir=checkpoint_dir,
+                             limit=limit, on_epoch=epoch_done, progress=False)  # fmt: skip
     acc = manifest["accuracy"]
     out.print(
         f"best epoch {manifest['best_epoch']}: PublicTest {acc['PublicTest']['accuracy']:.4f}, "
-        f"PrivateTest {acc['PrivateTest']['accuracy']:.4f}; weights in {output}"
+        f"PrivateTest {acc['PrivateTest']['accuracy']:.4f}; weights in {_t(output)}"
     )
+    timer.done(f"{epochs} epoch(s)")
 
 
 # ------------------------------------------------------------------------------------------- evaluate
@@ -345,7 +369,10 @@ def evaluate(
         s = Split(split)
     except ValueError:
         raise XEmotionError(f"unknown split {split!r}; choose Training, PublicTest or PrivateTest") from None
-    results = run_eval(model, load_fer2013(data), s, runtime=runtime, allow_overlap=allow_overlap)
+    summary = Summary("evaluate")
+    fer = load_fer2013(data)
+    with native_output(), steps("evaluate") as step:
+        results = run_eval(model, fer, s, runtime=runtime, allow_overlap=allow_overlap, on_step=step)
     cmp = comparison(results)
     table = Table(
         "artifact",
@@ -394,6 +421,8 @@ def evaluate(
     failed = [n for n, c in cmp.items() if c.get("int8_rule", {}).get("status") == "failed"]
     if failed:
         raise XEmotionError(f"int8 below 99% of its fp32 top-1: {', '.join(failed)}")
+    judged = sum("int8_rule" in c for c in cmp.values())
+    summary.done(f"{len(results)} artifact(s) × {len(results[0].labels)} {s.value} rows; {judged} int8 rule(s) passed")
 
 
 # --------------------------------------------------------------------------------------------- verify
@@ -414,7 +443,11 @@ def verify(
     from xruntime_emotion.check.verify import verify as run_verify
     from xruntime_emotion.errors import ConformanceError
 
-    report = run_verify(artifacts, target=target, delegate=delegate, formats=format, golden_directory=golden)
+    summary = Summary("verify")
+    with native_output(), steps("verify") as step:
+        report = run_verify(
+            artifacts, target=target, delegate=delegate, formats=format, golden_directory=golden, on_step=step
+        )
     table = Table(
         "pair",
         "status",
@@ -442,12 +475,12 @@ def verify(
         )  # fmt: skip
     out.print(table)
     sm = report["summary"]
-    out.print(
-        f"verify: {sm['passed']} pairs passed, {sm['failed']} failed, {sm['skipped']} skipped; "
+    _write_json(json_path, report)
+    summary.done(
+        f"{sm['passed']} pairs passed, {sm['failed']} failed, {sm['skipped']} skipped; "
         f"{sm['checked']} case runs checked ({sm['passed'] + sm['failed']} pairs × up to {sm['cases']} cases, "
         f"{sm['real_faces']} of them real faces)"
     )
-    _write_json(json_path, report)
     if not report["passed"]:
         raise ConformanceError(f"verify failed: {', '.join(report['failed']) or 'no pair could run'}")
 
@@ -468,8 +501,12 @@ def golden_regenerate(
     from xruntime_emotion.check.golden import regenerate
     from xruntime_emotion.model.data import load_fer2013
 
-    summary = regenerate(_load_ir(weights), artifacts, load_fer2013(data), directory=golden, force=force)
+    timer = Summary("golden regenerate")
+    fer = load_fer2013(data)
+    with native_output(), steps("golden regenerate") as step:
+        summary = regenerate(_load_ir(weights), artifacts, fer, directory=golden, force=force, on_step=step)
     out.print_json(json.dumps(summary))
+    timer.done(f"{summary['cases']} cases written to {_t(golden)}")
 
 
 @golden_app.command("record")
@@ -485,8 +522,11 @@ def golden_record(
     """Add a kernel set's own int8 outputs (a board's NPU delegate) as a drift baseline for `verify`."""
     from xruntime_emotion.check.golden import record
 
-    summary = record(artifacts, fmt, runtime, delegate=delegate, directory=golden)
+    timer = Summary("golden record")
+    with native_output():
+        summary = record(artifacts, fmt, runtime, delegate=delegate, directory=golden)
     out.print_json(json.dumps(summary))
+    timer.done(f"{_t(summary['recording'])} recorded for {fmt}")
 
 
 @golden_app.command("mirror")
@@ -499,7 +539,9 @@ def golden_mirror(
     from xruntime_emotion.check.golden import mirror
     from xruntime_emotion.weights import default_onnx_path
 
+    timer = Summary("golden mirror")
     r = mirror(output, model or default_onnx_path(), golden)
+    timer.done(f"{r['generated_cases'] + r['real_faces']} cases")
     out.print(
         f"wrote {_t(output)}: model.onnx, test_data_set_0 ({r['generated_cases']} generated cases), "
         f"test_data_set_1 ({r['real_faces']} real faces)"
@@ -518,7 +560,7 @@ def bench(
     ),
     batch: Annotated[str, typer.Option(help="Batch sizes for throughput, comma-separated.")] = "1,8,64",
     threads: Annotated[str, typer.Option(help="Runtime thread counts, comma-separated.")] = "1,2",
-    runs: Annotated[int, typer.Option(help="Timed batch-1 runs per row (after warm-up).")] = 300,
+    runs: Annotated[int, typer.Option(help="Timed batch-1 runs per row, after warm-up (at least 200).")] = 300,
     keras: Annotated[bool, typer.Option(help="Add the DeepFace-style Keras baseline (needs TensorFlow).")] = True,
     json_path: JsonOpt = None,
 ) -> None:
@@ -529,9 +571,17 @@ def bench(
     from xruntime_emotion.weights import default_weights_path
 
     if runs < 200:
-        raise XEmotionError("--runs must be at least 200")
-    batches = tuple(int(b) for b in batch.split(","))
-    thread_counts = [int(t) for t in threads.split(",")]
+        raise XEmotionError("--runs must be at least 200 (fewer give no stable p99)")
+    try:
+        batches = tuple(int(b) for b in batch.split(","))
+        thread_counts = [int(t) for t in threads.split(",")]
+    except ValueError:
+        raise XEmotionError(
+            f"--batch and --threads take comma-separated integers, got {batch!r} and {threads!r}"
+        ) from None
+    if min(batches) < 1 or min(thread_counts) < 1:
+        raise XEmotionError("--batch and --threads values must be at least 1")
+    big_batch = max(batches)
     if model:
         paths = list(model)
     elif target:
@@ -546,10 +596,13 @@ def bench(
         jobs += [Job(str(default_weights_path()), "keras", t, (1,), runs, keras=True) for t in thread_counts]
     rows = []
     table = Table("model", "runtime", "thr", "cold start ms", "b1 API p50/p90/p99 ms", "b1 raw p50 ms", "API/raw",
-                  "b64 API/s", "b64 raw/s", "RSS MB")  # fmt: skip
-    for job in jobs:
-        row = spawn(job)
-        rows.append(row)
+                  f"b{big_batch} API faces/s", f"b{big_batch} raw faces/s", "RSS MB")  # fmt: skip
+    timer = Summary("bench")
+    with steps("bench") as step:
+        for done, job in enumerate(jobs):
+            step(f"{Path(job.model).name} × {job.threads} thread(s)", done, len(jobs))
+            rows.append(spawn(job))
+    for job, row in zip(jobs, rows):
         if "error" in row:
             table.add_row(row["model"], row["runtime"], str(job.threads), f"[red]{row['error'][-80:]}[/red]")
             continue
@@ -561,11 +614,11 @@ def bench(
                           f"{row['peak_rss_mb']:.0f}")  # fmt: skip
             continue
         c, r = row["batch1_classifier"], row["batch1_raw"]
-        big = row["throughput"].get(str(max(batches)), row["throughput"].get("1", {}))
+        big = row["throughput"].get(str(big_batch), {})  # fixed-batch models have batch 1 only: blank
         table.add_row(row["model"], row["runtime"], str(job.threads), f"{row['cold_start_ms']['total']:.0f}",
                       f"{c['p50_ms']:.3f}/{c['p90_ms']:.3f}/{c['p99_ms']:.3f}", f"{r['p50_ms']:.3f}",
-                      f"{row['batch1_ratio']:.3f}", f"{big.get('classifier_per_s', 0):.0f}",
-                      f"{big.get('raw_per_s', 0):.0f}", f"{row['peak_rss_mb']:.0f}")  # fmt: skip
+                      f"{row['batch1_ratio']:.3f}", f"{big['classifier_per_s']:.0f}" if big else "",
+                      f"{big['raw_per_s']:.0f}" if big else "", f"{row['peak_rss_mb']:.0f}")  # fmt: skip
     out.print(table)
     result: dict[str, Any] = {"machine": machine(), "runs": runs, "batches": list(batches), "rows": rows}
     import tempfile
@@ -581,6 +634,7 @@ def bench(
         f"CLI cold start (`xemotion predict face.png`, shipped ONNX): {result['cli_predict_cold_start_ms']:.0f} ms"
     )
     _write_json(json_path, result)
+    timer.done(f"{len(rows)} row(s), {sum('error' in r for r in rows)} failed")
 
 
 def main() -> None:

@@ -146,7 +146,7 @@ def test_verify_refuses_a_missing_format(tmp_path: Path, artifacts: Path) -> Non
     assert "emotion_uint8_float32_vela.tflite" in line
     r = run_cli("verify", "--artifacts", str(d), "--format", "onnx")
     assert r.returncode == 0, r.stderr
-    assert "1 pairs passed, 0 failed, 0 skipped" in r.stdout and "575 case runs" in r.stdout
+    assert "1 pairs passed, 0 failed, 0 skipped" in r.stderr and "575 case runs" in r.stderr
 
 
 def test_verify_fails_an_int8_artifact_of_other_weights(tmp_path: Path, artifacts: Path, random_ir: ModelIR) -> None:

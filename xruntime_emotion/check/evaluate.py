@@ -4,6 +4,7 @@ calibration-leakage guard, and each int8 artifact against the fp32 artifact of t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,14 +158,18 @@ def evaluate(
     *,
     runtime: str | None = None,
     allow_overlap: bool = False,
+    on_step: Callable[[str, int, int], None] | None = None,
 ) -> list[Result]:
+    """Score each artifact on ``split``; ``on_step(name, done, total)`` hears of each as it starts."""
     split = Split(split)
     images, labels = data.split(split)
     x = to_input(images)
     paths = [Path(p) for p in artifacts]
     names = [p.name for p in paths]
     results = []
-    for path, name in zip(paths, names):
+    for done, (path, name) in enumerate(zip(paths, names)):
+        if on_step:
+            on_step(f"{name} ({len(x)} rows)", done, len(paths))
         leak = check_leakage(path, data, images, split.value, allow_overlap)
         backend = open_backend(path, runtime)
         pred = predict_batched(backend, x).argmax(1)

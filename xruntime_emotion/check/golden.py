@@ -19,6 +19,7 @@ import hashlib
 import importlib.resources
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,9 +270,16 @@ def mirror(output: Path, model: Path, directory: Path | None = None) -> dict[str
 
 
 def regenerate(
-    ir: ModelIR, artifacts: Path, data: FerData, *, directory: Path | None = None, force: bool = False
+    ir: ModelIR,
+    artifacts: Path,
+    data: FerData,
+    *,
+    directory: Path | None = None,
+    force: bool = False,
+    on_step: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Rewrite the golden set deterministically; refuse other weights unless ``force``."""
+    """Rewrite the golden set deterministically; refuse other weights unless ``force``. ``on_step(what,
+    done, total)`` hears of each recording as it starts."""
     from xruntime_emotion.model.data import to_input
     from xruntime_emotion.runtime.backends import RUNTIMES
 
@@ -314,6 +322,7 @@ def regenerate(
             raise ConformanceError(f"Keras disagrees with the IR reference by {diff:.3g}")
         manifest["keras_crosscheck_max_abs_diff"] = f"{diff:.1e}"
     real = real_faces(cases)
+    todo = [(fmt, rt) for fmt, runtimes in recorded_kinds().items() for rt in runtimes]
     for fmt, runtimes in recorded_kinds().items():
         path = artifacts / FORMATS[fmt].filename
         if not path.is_file():
@@ -321,6 +330,8 @@ def regenerate(
         step = output_step(inspect_file(path))
         entry: dict[str, Any] = {"artifact": path.name, "artifact_sha256": _sha(path), "step": step, "recorded": {}}
         for rt in runtimes:
+            if on_step:
+                on_step(f"{fmt} × {rt}", todo.index((fmt, rt)), len(todo))
             expected[int8_key(fmt, rt)] = _record_outputs(path, rt, None, x)
             entry["recorded"][rt] = {"argmax_agreement_with_fp32_on_real_faces": _agree(expected, fmt, rt, real)}
         first, *others = runtimes

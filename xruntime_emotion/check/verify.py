@@ -7,6 +7,7 @@ a folder with no artifact xemotion knows, or without a format asked for, is an e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,8 +198,12 @@ def verify(
     delegate: str | None = None,
     formats: list[str] | None = None,
     golden_directory: Path | None = None,
+    on_step: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Every pair of the matrix on the golden set; a report whose ``passed`` is False on any failure."""
+    """Every pair of the matrix on the golden set; a report whose ``passed`` is False on any failure.
+
+    ``on_step(pair, done, total)`` hears of each pair as it starts (progress).
+    """
     artifacts = Path(artifacts)
     gs = G.load(golden_directory)
     weights = gs.manifest["weights_sha256"]
@@ -208,7 +213,9 @@ def verify(
     results: list[PairResult] = []
     outputs: dict[str, np.ndarray] = {}
     pairs = matrix(target, delegate, formats)
-    for pair in pairs:
+    for done, pair in enumerate(pairs):
+        if on_step:
+            on_step(pair.id, done, len(pairs))
         spec = RUNTIMES[pair.runtime]
         path = artifact_path(pair, artifacts)
         if not spec.available():

@@ -83,6 +83,16 @@ _ROWS: tuple[Format, ...] = (
         description="IR weights (xemotion .npz or DeepFace .h5), run by Keras",
     ),
     Format(
+        "deepface-h5",
+        "facial_expression_model_weights.h5",
+        Precision.FP32,
+        "reference",
+        "exporters.pipeline:make_deepface_h5",
+        ("reference",),
+        exported=False,
+        description="the weights in DeepFace's legacy Keras layout: drops into DeepFace itself",
+    ),
+    Format(
         "onnx",
         "emotion_float32.onnx",
         Precision.FP32,

@@ -40,6 +40,7 @@ def max_pixels() -> int:
     """The decoded-size limit now ($XEMOTION_MAX_PIXELS, validated when it is used, not at import)."""
     return int(env_number("XEMOTION_MAX_PIXELS", MAX_PIXELS, 0, 2**40))
 
+
 # The decoders Pillow may use: formats whose header states the image size. ICO, ICNS and other
 # containers are refused: their header can hide a much larger embedded image.
 IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF", "PPM")
