@@ -144,13 +144,21 @@ class LiteRTBackend:
 
     def raw(self, native: np.ndarray) -> Any:
         interp = self._interpreter()
-        if self.fixed_batch is None and self._local.batch != len(native):
-            interp.resize_tensor_input(self.input["index"], native.shape)
-            interp.allocate_tensors()
-            self._local.batch = len(native)
-        interp.set_tensor(self.input["index"], native)
-        interp.invoke()
-        return interp.get_tensor(self.output["index"])
+        try:
+            if self.fixed_batch is None and self._local.batch != len(native):
+                interp.resize_tensor_input(self.input["index"], native.shape)
+                interp.allocate_tensors()
+                self._local.batch = len(native)
+            interp.set_tensor(self.input["index"], native)
+            interp.invoke()
+            return interp.get_tensor(self.output["index"])
+        except BaseException:
+            # A failed resize, allocation, set_tensor or invoke can leave the interpreter resized or
+            # half-allocated while _local.batch still holds the old size: the next call of that size
+            # would skip the resize and fail too. Drop this thread's interpreter; the next call makes
+            # a fresh one. Success costs nothing extra.
+            del self._local.interp, self._local.batch
+            raise
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         from xruntime_emotion.runtime.backends import in_fixed_batches
