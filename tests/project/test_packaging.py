@@ -66,11 +66,16 @@ def wheel(dist: Path) -> Path:
     return wheels[0]
 
 
+def install(kind: str, wheel: Path, factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with the wheel, as the Dockerfile's stage ``kind`` (runtime or export) installs it."""
+    where = factory.mktemp(f"{kind}-venv")
+    run("bash", SCRIPT, kind, where / "v", wheel, cwd=where)
+    return where / "v"
+
+
 @pytest.fixture(scope="module")
 def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    where = tmp_path_factory.mktemp("venv")
-    run("bash", SCRIPT, "runtime", where / "v", wheel, cwd=where)
-    return where / "v"
+    return install("runtime", wheel, tmp_path_factory)
 
 
 def test_wheel_carries_the_model_and_no_tensorflow_dependency(dist: Path, wheel: Path) -> None:
@@ -148,9 +153,7 @@ def main_job() -> list[str]:
 
 @pytest.fixture(scope="module")
 def export_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    where = tmp_path_factory.mktemp("export-venv")
-    run("bash", SCRIPT, "export", where / "v", wheel, cwd=where)
-    return where / "v"
+    return install("export", wheel, tmp_path_factory)
 
 
 def test_main_job_on_a_fresh_machine(export_venv: Path, tmp_path: Path) -> None:

@@ -50,17 +50,23 @@ def _face_png(tmp_path: Path) -> Path:
     return tmp_path / "face.png"
 
 
-def _onnx_model(path: Path, extra_nodes: list, extra_inits: list, *, batch: object = "N", mix: str = "") -> Path:
-    """A small valid emotion-contract ONNX (input [batch,48,48,1] -> probabilities [batch,7]); ``mix`` names a
-    scalar the extra nodes compute, added times zero to the logits so that the runtime has to compute it."""
+def _linear_head(logits: str) -> tuple[list, list]:
+    """Initializers and nodes of input [N,48,48,1] -> a seeded random linear layer -> ``logits`` [N,7]."""
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array(rng.normal(0, 0.01, (48 * 48, 7)).astype(np.float32), "w")
     shape = numpy_helper.from_array(np.array([-1, 48 * 48], np.int64), "flat_shape")
     nodes = [
         helper.make_node("Reshape", ["input", "flat_shape"], ["flat"]),
-        helper.make_node("MatMul", ["flat", "w"], ["logits0"]),
-        *extra_nodes,
+        helper.make_node("MatMul", ["flat", "w"], [logits]),
     ]
+    return [w, shape], nodes
+
+
+def _onnx_model(path: Path, extra_nodes: list, extra_inits: list, *, batch: object = "N", mix: str = "") -> Path:
+    """A small valid emotion-contract ONNX (input [batch,48,48,1] -> probabilities [batch,7]); ``mix`` names a
+    scalar the extra nodes compute, added times zero to the logits so that the runtime has to compute it."""
+    inits, head = _linear_head("logits0")
+    nodes = [*head, *extra_nodes]
     if mix:
         zero = numpy_helper.from_array(np.array(0.0, np.float32), "zero")
         extra_inits = [*extra_inits, zero]
@@ -76,7 +82,7 @@ def _onnx_model(path: Path, extra_nodes: list, extra_inits: list, *, batch: obje
         "attack",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 48, 48, 1])],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [batch, 7])],
-        [w, shape, *extra_inits],
+        [*inits, *extra_inits],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -322,13 +328,7 @@ def test_ambiguous_arrays_are_refused(shape: tuple[int, ...]) -> None:
 
 
 def _foreign_output_model(path: Path, how: str) -> Path:
-    rng = np.random.default_rng(0)
-    w = numpy_helper.from_array(rng.normal(0, 0.01, (48 * 48, 7)).astype(np.float32), "w")
-    shape = numpy_helper.from_array(np.array([-1, 48 * 48], np.int64), "flat_shape")
-    nodes = [
-        helper.make_node("Reshape", ["input", "flat_shape"], ["flat"]),
-        helper.make_node("MatMul", ["flat", "w"], ["z"]),
-    ]
+    inits, nodes = _linear_head("z")
     out_type, out_shape = TensorProto.FLOAT, ["N", 7]
     if how == "transposed":
         nodes.append(helper.make_node("Transpose", ["z"], ["probabilities"], perm=[1, 0]))
@@ -340,7 +340,7 @@ def _foreign_output_model(path: Path, how: str) -> Path:
         out_type = TensorProto.INT64
     graph = helper.make_graph(
         nodes, "foreign", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 48, 48, 1])],
-        [helper.make_tensor_value_info("probabilities", out_type, out_shape)], [w, shape],
+        [helper.make_tensor_value_info("probabilities", out_type, out_shape)], inits,
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
