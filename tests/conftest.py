@@ -95,7 +95,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, default_ir: ModelIR) -> 
 
 @pytest.fixture(scope="session")
 def full_artifacts(tmp_path_factory: pytest.TempPathFactory, artifacts: Path, default_ir: ModelIR) -> Path:
-    """A copy of ``artifacts`` plus the IR-made ONNX (``export --via ir``)."""
+    """A copy of ``artifacts`` plus the IR-made ONNX (``export --via ir``) and DeepFace's weights file."""
     import shutil
 
     from exporters.context import ExportContext, ExportOptions
@@ -103,7 +103,7 @@ def full_artifacts(tmp_path_factory: pytest.TempPathFactory, artifacts: Path, de
 
     out = tmp_path_factory.mktemp("full-artifacts") / "a"
     shutil.copytree(artifacts, out)
-    export(ExportContext(default_ir, ExportOptions(onnx_via="ir")), ["onnx"], out)
+    export(ExportContext(default_ir, ExportOptions(onnx_via="ir")), ["onnx", "deepface-h5"], out)
     return out
 
 

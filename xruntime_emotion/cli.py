@@ -128,9 +128,9 @@ def export(
     )
     for notice in p.notices:
         err.print(_t(notice))
-    check_output_folder(output)  # before the weights, TensorFlow or any conversion
-    with native_output():
-        ctx = ExportContext(_load_ir(weights), p.options, p.calibration)
+    ir = _load_ir(weights)  # bad weights: an error before anything is written
+    check_output_folder(output)  # before TensorFlow or any conversion
+    ctx = ExportContext(ir, p.options, p.calibration)
 
     def done(name: str, entry: dict[str, Any]) -> None:
         v = entry["validation"]
@@ -476,13 +476,14 @@ def verify(
     out.print(table)
     sm = report["summary"]
     _write_json(json_path, report)
-    summary.done(
+    counts = (
         f"{sm['passed']} pairs passed, {sm['failed']} failed, {sm['skipped']} skipped; "
         f"{sm['checked']} case runs checked ({sm['passed'] + sm['failed']} pairs × up to {sm['cases']} cases, "
         f"{sm['real_faces']} of them real faces)"
     )
-    if not report["passed"]:
-        raise ConformanceError(f"verify failed: {', '.join(report['failed']) or 'no pair could run'}")
+    if not report["passed"]:  # the error line is the summary then: one line either way
+        raise ConformanceError(f"verify failed: {', '.join(report['failed']) or 'no pair could run'} ({counts})")
+    summary.done(counts)
 
 
 @golden_app.command("regenerate")
