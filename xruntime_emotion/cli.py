@@ -542,11 +542,11 @@ def golden_mirror(
 
     timer = Summary("golden mirror")
     r = mirror(output, model or default_onnx_path(), golden)
-    timer.done(f"{r['generated_cases'] + r['real_faces']} cases")
     out.print(
         f"wrote {_t(output)}: model.onnx, test_data_set_0 ({r['generated_cases']} generated cases), "
         f"test_data_set_1 ({r['real_faces']} real faces)"
     )
+    timer.done(f"{r['generated_cases'] + r['real_faces']} cases")
 
 
 # ---------------------------------------------------------------------------------------------- bench
