@@ -40,6 +40,7 @@ class EmotionClassifier:
     def __init__(self, backend: Backend, labels: tuple[str, ...] = LABELS) -> None:
         self.backend = backend
         self.labels = labels
+        self._contract = output_contract(Path(backend.path).name)  # looked up once, checked on every call
 
     # -- constructors -----------------------------------------------------------------------
     @classmethod
@@ -147,7 +148,7 @@ class EmotionClassifier:
         """Probabilities (N,7) float32, in ``self.labels`` order, for one face or many."""
         x = prepare(faces)
         p = self.backend.predict(x)
-        problem = output_contract(Path(self.backend.path).name).problem(p, len(x))
+        problem = self._contract.problem(p, len(x))
         if problem:  # a damaged or foreign model, never valid input
             raise ModelFileError(f"{self.backend.path}: its output is not {len(self.labels)} probabilities: {problem}")
         return p
