@@ -95,14 +95,6 @@ class PairResult:
     checks: dict[str, Any] = field(default_factory=dict)
 
 
-def output_step(path: Path) -> float:
-    """One quantization step of the artifact's probabilities before the final dequantization (from the file)."""
-    from xruntime_emotion.runtime.inspection import inspect_file
-    from xruntime_emotion.runtime.inspection import output_step as step
-
-    return step(inspect_file(path))
-
-
 def _judge(
     pair: Pair, got: np.ndarray, gs: G.GoldenSet, cases: list[G.Case], path: Path, reference: dict[str, np.ndarray]
 ) -> PairResult:
