@@ -129,10 +129,13 @@ def calibration_images(artifact: Path, data: FerData) -> tuple[set[str], np.ndar
     return hashes, np.array(found, dtype=np.uint8).reshape(-1, CONTRACT.height, CONTRACT.width)
 
 
-def check_leakage(artifact: Path, data: FerData, images: np.ndarray, split: str, allow_overlap: bool) -> dict[str, Any]:
-    """Refuse to score an artifact calibrated on faces of ``split``: the same images, or near-duplicates."""
+def check_leakage(
+    artifact: Path, data: FerData, images: np.ndarray, split: str, allow_overlap: bool, split_hashes: set[str]
+) -> dict[str, Any]:
+    """Refuse to score an artifact calibrated on faces of ``split`` (``images``, whose pixel hashes are
+    ``split_hashes``): the same images, or near-duplicates."""
     hashes, calib = calibration_images(artifact, data)
-    exact = len(hashes & {image_sha256(im) for im in images}) if hashes else 0
+    exact = len(hashes & split_hashes)
     near = int(near_duplicates(calib, images).sum()) if len(calib) else 0
     overlap = max(exact, near)
     info = {
@@ -164,17 +167,19 @@ def evaluate(
     split = Split(split)
     images, labels = data.split(split)
     x = to_input(images)
+    split_hashes = {image_sha256(im) for im in images}  # once, not per artifact
     paths = [Path(p) for p in artifacts]
     names = [p.name for p in paths]
     results = []
     for done, (path, name) in enumerate(zip(paths, names)):
         if on_step:
             on_step(f"{name} ({len(x)} rows)", done, len(paths))
-        leak = check_leakage(path, data, images, split.value, allow_overlap)
+        who = identity(path)  # its sha256 against its manifest: before the work, not after
+        leak = check_leakage(path, data, images, split.value, allow_overlap, split_hashes)
         backend = open_backend(path, runtime)
         pred = predict_batched(backend, x).argmax(1)
         name = name if names.count(name) == 1 else str(path)  # results are keyed by name: keep them apart
-        results.append(Result(name, backend.runtime, split.value, labels, pred, leak, identity(path)))
+        results.append(Result(name, backend.runtime, split.value, labels, pred, leak, who))
     return results
 
 
