@@ -178,7 +178,7 @@ def by_filename() -> dict[str, Format]:
 
 def output_contract(filename: str) -> OutputContract:
     """The output contract of the row a file name belongs to; ``FOREIGN_OUTPUT`` for any other file."""
-    row = by_filename().get(filename) or next((f for f in FORMATS.values() if f.filename == filename), None)
+    row = next((f for f in FORMATS.values() if f.filename == filename), None)
     return row.output if row else FOREIGN_OUTPUT
 
 
