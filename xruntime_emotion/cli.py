@@ -242,22 +242,102 @@ def _classifier(
     delegate: str | None,
     threads: int | None,
 ) -> Any:
-    from xruntime_emotion.runtime.classifier import EmotionClassifier
+    from xruntime_emotion.runtime.classifier import ModelSpec
 
-    if target:
-        return EmotionClassifier.from_target(
-            target,
-            artifacts,
-            delegate=delegate,
-            runtime=runtime,
+    spec = ModelSpec(model, target, artifacts, runtime, delegate)
+    return spec.open(threads, on_fallback=lambda why: err.print(f"note: {_t(why)}"))
+
+
+# ------------------------------------------------------------------------------------------- classify
+@app.command()
+def classify(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A folder (recursive: jpg, png, bmp, webp), a glob, a .txt list of paths, one image, "
+            "or a .parquet/.csv table (see --column)."
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="A Parquet dataset (a folder of part files), or a .csv file.")
+    ],
+    column: Annotated[
+        str | None, typer.Option(help="A table's column of paths, or (Parquet) of image bytes [default: path].")
+    ] = None,
+    model: Annotated[Path | None, typer.Option(help="An .onnx, .tflite, or weights file (default: shipped).")] = None,
+    target: Annotated[str | None, typer.Option(help="Pick the backend of a target (cpu, imx8mp, imx93).")] = None,
+    artifacts: Annotated[Path, typer.Option(help="Where --target finds its artifacts.")] = Path("artifacts"),
+    runtime: Annotated[str | None, typer.Option(help="Force a runtime: onnxruntime, litert, tflite_runtime...")] = None,
+    delegate: Annotated[str | None, typer.Option(help="External TFLite delegate (.so).")] = None,
+    detect: Annotated[
+        bool, typer.Option("--detect", help="Whole photos: one row per face found (box, face index), or a null face.")
+    ] = False,
+    margin: Annotated[float, typer.Option(help="With --detect: context added around each face box, per side.")] = 0.05,
+    min_face: Annotated[int, typer.Option(help="With --detect: the smallest face side searched, in pixels.")] = 30,
+    engine: Annotated[str, typer.Option(help="local (one machine, streaming) or ray (Ray Data; the [ray] extra).")] = (
+        "local"
+    ),
+    workers: Annotated[
+        int | None, typer.Option(help="local: decode threads [cores - 1]; ray: model actors [1].")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="Inference threads [all cores; ray: CPUs per actor].")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="ray: join this running cluster (e.g. auto, or ray://head:10001).")
+    ] = None,
+    batch: Annotated[int, typer.Option(help="Inputs per model call.")] = 64,
+    part_rows: Annotated[int, typer.Option(help="Rows per Parquet part file (and per CSV append).")] = 8192,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run into the same output.")] = (
+        False
+    ),
+    json_path: JsonOpt = None,
+) -> None:
+    """Classify every image of a folder, glob, list or table into one result table (Parquet or CSV)."""
+    from xruntime_emotion.batch import classify as run_classify
+    from xruntime_emotion.console import progress
+    from xruntime_emotion.runtime.classifier import ModelSpec
+
+    if address is not None and engine != "ray":
+        raise typer.BadParameter("--address needs --engine ray", param_hint="--address")
+    timer = Summary("classify")
+    t0 = timer.t0
+    with native_output(), progress() as bar:
+        task = bar.add_task("classify", total=None, rate="")
+
+        def step(done: int, total: int, faces: int) -> None:
+            import time
+
+            rate = faces / max(time.perf_counter() - t0, 1e-9)
+            bar.update(task, completed=done, total=total, rate=f"{rate:,.0f} faces/s")
+
+        report = run_classify(
+            source,
+            output,
+            model=ModelSpec(model, target, artifacts, runtime, delegate),
+            column=column,
+            detect=detect,
+            margin=margin,
+            min_face=min_face,
+            engine=engine,
+            resume=resume,
+            batch=batch,
+            workers=workers,
             threads=threads,
-            on_fallback=lambda why: err.print(f"note: {_t(why)}"),
+            address=address,
+            part_rows=part_rows,
+            on_progress=step,
         )
-    if model is None:
-        if runtime is not None or delegate is not None:
-            raise XEmotionError("--runtime and --delegate need --model or --target (the shipped model is ONNX)")
-        return EmotionClassifier.default(threads=threads)
-    return EmotionClassifier.from_file(model, runtime=runtime, delegate=delegate, threads=threads)
+    out.print(
+        f"{_t(report.output)}: {report.rows} rows for {report.present} of {report.inputs} inputs "
+        f"({report.errors} could not be read)",
+        highlight=False,
+    )
+    _write_json(json_path, report.to_json())
+    fresh = report.inputs - report.resumed
+    resumed = f", {report.resumed} already there" if report.resumed else ""
+    timer.done(
+        f"{fresh} inputs classified{resumed}, {report.errors} with an error; every input is in {_t(report.output)} "
+        f"({report.present} = {report.inputs}); {report.faces / max(report.seconds, 1e-9):,.0f} faces/s"
+    )
 
 
 # ----------------------------------------------------------------------------------------------- info

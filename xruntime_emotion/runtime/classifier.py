@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xruntime_emotion.errors import ModelFileError
+from xruntime_emotion.errors import ModelFileError, XEmotionError
 from xruntime_emotion.model.catalog import output_contract
 from xruntime_emotion.model.ir import LABELS
 from xruntime_emotion.runtime.backends import Backend, file_kind, open_backend
@@ -175,3 +176,35 @@ class EmotionClassifier:
         from xruntime_emotion.runtime.detect import MARGIN, analyze
 
         return analyze(self, image, margin=MARGIN if margin is None else margin, detector=detector)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which model to run, as the command line names it: a file, a deployment target, or the shipped model.
+
+    Picklable, so that worker processes (the Ray engine's actors) each open their own classifier.
+    """
+
+    model: Path | None = None
+    target: str | None = None
+    artifacts: Path = Path("artifacts")
+    runtime: str | None = None
+    delegate: str | None = None
+
+    def open(
+        self, threads: int | None = None, *, on_fallback: Callable[[str], None] | None = None
+    ) -> EmotionClassifier:
+        if self.target:
+            return EmotionClassifier.from_target(
+                self.target,
+                self.artifacts,
+                delegate=self.delegate,
+                runtime=self.runtime,
+                threads=threads,
+                on_fallback=on_fallback,
+            )
+        if self.model is None:
+            if self.runtime is not None or self.delegate is not None:
+                raise XEmotionError("--runtime and --delegate need --model or --target (the shipped model is ONNX)")
+            return EmotionClassifier.default(threads=threads)
+        return EmotionClassifier.from_file(self.model, runtime=self.runtime, delegate=self.delegate, threads=threads)

@@ -19,11 +19,12 @@ Any size is resized to 48x48: area averaging (box filter) when shrinking, biline
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -50,18 +51,24 @@ Face = Union[np.ndarray, str, os.PathLike]  # noqa: UP007 (a runtime alias)
 Faces = Union[Face, Sequence[Face]]  # noqa: UP007
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file to uint8 grey (H,W) or RGB (H,W,3)."""
+def load_image(source: str | os.PathLike | bytes, *, name: str | None = None) -> np.ndarray:
+    """Decode an image file (or the bytes of one, such as a table's image column) to uint8 grey (H,W)
+    or RGB (H,W,3). ``name`` is what error messages call it (default: the path, or "image bytes")."""
     from PIL import Image, ImageOps
 
-    path = Path(path)
-    if path.exists() and not path.is_file():  # a FIFO or a device would block or never end
-        raise ImageError(f"{path}: not a regular file")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        path: Any = name or "image bytes"
+        stream: Any = io.BytesIO(source)
+    else:
+        stream = Path(source)
+        path = name or stream
+        if stream.exists() and not stream.is_file():  # a FIFO or a device would block or never end
+            raise ImageError(f"{path}: not a regular file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS is the limit here
             limit = max_pixels()
-            with Image.open(path, formats=IMAGE_FORMATS) as opened:
+            with Image.open(stream, formats=IMAGE_FORMATS) as opened:
                 if opened.width * opened.height > limit:
                     raise ImageError(f"{path}: {opened.width}x{opened.height} exceeds the limit of {limit} pixels")
                 opened.load()

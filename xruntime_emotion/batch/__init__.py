@@ -1,0 +1,195 @@
+"""Classify many faces: a folder, a glob, a list of paths or a table in; one result table out.
+
+    from xruntime_emotion.batch import classify, classify_table
+    report = classify("crops/", "emotions.parquet")          # a Parquet dataset (a folder of parts)
+    table = classify_table("crops/")                          # a pyarrow.Table, in memory
+
+Sources: ``xruntime_emotion.batch.sources``; the columns: ``xruntime_emotion.batch.work``; the
+engines (local streaming, Ray Data): ``xruntime_emotion.batch.engines``. Bad inputs become rows with an
+``error``; at the end the output is read back and every input must appear in it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xruntime_emotion.batch.engines import ENGINES, Settings, engine
+from xruntime_emotion.batch.sinks import CsvSink, MemorySink, ParquetSink, Sink
+from xruntime_emotion.batch.sources import Source, open_source
+from xruntime_emotion.batch.work import Faces, columns
+from xruntime_emotion.errors import XEmotionError
+from xruntime_emotion.runtime.classifier import ModelSpec
+from xruntime_emotion.util import sha256_file
+
+PART_ROWS = 8192  # rows per Parquet part (and per CSV append)
+OnProgress = Callable[[int, int, int], None]  # (inputs done, inputs in all, faces classified)
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a run did; ``inputs == present`` is checked before it is returned."""
+
+    source: str
+    output: str | None
+    engine: str
+    inputs: int  # in the source
+    resumed: int  # already in the output when the run started
+    present: int  # distinct inputs in the output at the end
+    rows: int
+    errors: int  # inputs that could not be read (a row with an error each)
+    faces: int  # faces classified in this run
+    seconds: float
+    model_sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _spec(model: ModelSpec | str | os.PathLike[str] | None) -> ModelSpec:
+    return model if isinstance(model, ModelSpec) else ModelSpec(None if model is None else Path(model))
+
+
+def _sink(out: Path, meta: dict[str, Any], detect: bool, resume: bool, part_rows: int) -> Sink:
+    if out.suffix.lower() == ".csv":
+        return CsvSink(out, detect=detect, part_rows=part_rows, resume=resume, model_sha256=meta["model_sha256"])
+    return ParquetSink(out, meta, detect=detect, part_rows=part_rows, resume=resume)
+
+
+def _run(
+    source: Source,
+    sink_for: Callable[[str], Sink],
+    spec: ModelSpec,
+    settings: Settings,
+    engine_name: str,
+    on_progress: OnProgress | None,
+) -> tuple[Sink, Report]:
+    t0 = time.perf_counter()
+    run = engine(engine_name)
+    sha = sha256_file(spec.open(1).backend.path)  # a bad model fails here, before anything is written
+    sink = sink_for(sha)
+    done = sink.done()
+    seen = np.zeros(source.total, bool)
+    seen[done[(done >= 0) & (done < source.total)]] = True
+    resumed = int(seen.sum())
+    count = {"inputs": resumed, "faces": 0}
+
+    def step(inputs: int, faces: int) -> None:
+        count["inputs"] += inputs
+        count["faces"] += faces
+        if on_progress is not None:
+            on_progress(count["inputs"], source.total, count["faces"])
+
+    if on_progress is not None:
+        on_progress(resumed, source.total, 0)
+    ran = run(source, lambda i: bool(seen[i]), sink, spec, settings, step)
+    sink.close()
+    if ran != sha:
+        raise XEmotionError(f"the model file changed during the run (sha256 {sha[:12]} at the start, {ran[:12]} now)")
+    tally = sink.tally(source.total)
+    report = Report(
+        source.description,
+        None,
+        engine_name,
+        source.total,
+        resumed,
+        tally.inputs,
+        tally.rows,
+        tally.errors,
+        count["faces"],
+        round(time.perf_counter() - t0, 3),
+        sha,
+    )
+    if tally.missing or tally.inputs != source.total:
+        raise XEmotionError(
+            f"the output holds {tally.inputs} of {source.total} inputs ({tally.missing} missing); "
+            "run again with --resume to finish it"
+        )
+    return sink, report
+
+
+def _settings(detect: bool, margin: float, min_face: int, **kwargs: Any) -> Settings:
+    if not 0.0 <= margin <= 1.0 or min_face < 1:
+        raise XEmotionError("margin must lie in [0, 1] and min_face be at least 1")
+    return Settings(faces=Faces(margin, min_face) if detect else None, **kwargs)
+
+
+def classify(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    model: ModelSpec | str | os.PathLike[str] | None = None,
+    column: str | None = None,
+    detect: bool = False,
+    margin: float = 0.05,
+    min_face: int = 30,
+    engine: str = "local",
+    resume: bool = False,
+    batch: int = 64,
+    workers: int | None = None,
+    threads: int | None = None,
+    address: str | None = None,
+    part_rows: int = PART_ROWS,
+    on_progress: OnProgress | None = None,
+) -> Report:
+    """Classify every image of ``source`` into ``out``: a Parquet dataset folder, or a CSV file (``.csv``).
+
+    ``resume`` continues an interrupted run into the same ``out`` (same source, model and settings).
+    """
+    if part_rows < 1:
+        raise XEmotionError("part_rows must be at least 1")
+    settings = _settings(detect, margin, min_face, batch=batch, workers=workers, threads=threads, address=address)
+    src = open_source(source, column)
+    if src.total == 0:
+        raise XEmotionError(f"{os.fspath(source)}: no images found")
+    spec = _spec(model)
+    out_path = Path(out)
+    meta = {
+        "format": 1,
+        "source": src.description,
+        "inputs": src.total,
+        "columns": [c.name for c in columns(detect)],
+        "margin": margin if detect else None,
+        "min_face": min_face if detect else None,
+    }
+    _, report = _run(
+        src,
+        lambda sha: _sink(out_path, {**meta, "model_sha256": sha}, detect, resume, part_rows),
+        spec,
+        settings,
+        engine,
+        on_progress,
+    )
+    return Report(**{**report.to_json(), "output": str(out_path)})
+
+
+def classify_table(
+    source: str | os.PathLike[str],
+    *,
+    model: ModelSpec | str | os.PathLike[str] | None = None,
+    column: str | None = None,
+    detect: bool = False,
+    margin: float = 0.05,
+    min_face: int = 30,
+    engine: str = "local",
+    batch: int = 64,
+    workers: int | None = None,
+    threads: int | None = None,
+    address: str | None = None,
+) -> Any:
+    """The result table of ``source`` as a ``pyarrow.Table``, in memory (for notebooks; ``classify``
+    writes one to disk instead)."""
+    settings = _settings(detect, margin, min_face, batch=batch, workers=workers, threads=threads, address=address)
+    src = open_source(source, column)
+    sink = MemorySink(detect)
+    _run(src, lambda _sha: sink, _spec(model), settings, engine, None)
+    return sink.table()
+
+
+__all__ = ["ENGINES", "ModelSpec", "Report", "classify", "classify_table"]

@@ -1,0 +1,97 @@
+"""The engines that run `classify`: one row each in ENGINES.
+
+local: one process. A thread pool decodes the next batches while the model runs on the current one
+(Pillow and onnxruntime release the GIL), at most ``2 x workers + 2`` batches ahead, so memory stays
+bounded whatever the input size.
+
+ray: Ray Data across a cluster; see ``xruntime_emotion.batch.ray_engine``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any, TypeVar
+
+from xruntime_emotion.batch.sinks import Sink
+from xruntime_emotion.batch.sources import Item, Source
+from xruntime_emotion.batch.work import Faces, Rows, classify_decoded, decode_all
+from xruntime_emotion.errors import XEmotionError
+from xruntime_emotion.runtime.classifier import ModelSpec
+from xruntime_emotion.util import sha256_file
+
+T = TypeVar("T")
+Progress = Callable[[int, int], None]  # (inputs finished in this call, faces classified in it)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to run; the defaults suit one machine."""
+
+    batch: int = 64  # inputs per model call (and per Ray batch)
+    workers: int | None = None  # local: decode threads (default: cores - 1, at least 1); ray: actors
+    threads: int | None = None  # inference threads (default: all cores; ray: cores per actor)
+    faces: Faces | None = None  # --detect
+    address: str | None = None  # ray: a running cluster to join (default: start a local one)
+
+    def __post_init__(self) -> None:
+        if self.batch < 1 or (self.workers is not None and self.workers < 1):
+            raise XEmotionError("batch and workers must be at least 1")
+        if self.threads is not None and self.threads < 1:
+            raise XEmotionError("threads must be at least 1")
+
+
+def chunks(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    while chunk := list(islice(items, size)):
+        yield chunk
+
+
+def run_local(
+    source: Source, skip: Callable[[int], bool], sink: Sink, spec: ModelSpec, settings: Settings, step: Progress
+) -> str:
+    """Classify every input not skipped into ``sink``; returns the model file's sha256."""
+    clf = spec.open(settings.threads)
+    sha = sha256_file(clf.backend.path)
+    detect = settings.faces is not None
+    workers = settings.workers or max(1, (os.cpu_count() or 2) - 1)
+    window: deque[Future[Any]] = deque()
+
+    def finish(decoded: Any) -> None:
+        rows: Rows = classify_decoded(clf, decoded, sha, detect)
+        sink.write(rows)
+        step(len(decoded), sum(0 if d.crops is None else len(d.crops) for d in decoded))
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="xemotion-decode") as pool:
+        try:
+            for chunk in chunks(source.items(skip), settings.batch):
+                window.append(pool.submit(decode_all, chunk, settings.faces))
+                if len(window) > 2 * workers + 2:
+                    finish(window.popleft().result())
+            while window:
+                finish(window.popleft().result())
+        finally:
+            for f in window:
+                f.cancel()
+    return sha
+
+
+Engine = Callable[[Source, Callable[[int], bool], Sink, ModelSpec, Settings, Progress], str]
+ENGINES: dict[str, str] = {  # name -> "module:function", imported when chosen (Ray is an optional extra)
+    "local": "xruntime_emotion.batch.engines:run_local",
+    "ray": "xruntime_emotion.batch.ray_engine:run_ray",
+}
+
+
+def engine(name: str) -> Engine:
+    if name not in ENGINES:
+        raise XEmotionError(f"unknown engine {name!r}; choose from: {', '.join(ENGINES)}")
+    module, _, function = ENGINES[name].partition(":")
+    return getattr(importlib.import_module(module), function)  # type: ignore[no-any-return]
+
+
+__all__ = ["ENGINES", "Item", "Settings", "chunks", "engine", "run_local"]
