@@ -10,9 +10,11 @@
 #   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD:/work" xemotion-export verify
 #
 #   docker build -t xemotion .
-#       the runtime (default target): onnxruntime, the shipped model and OpenCV's face detector;
-#       no TensorFlow, no build tools. --build-arg RUNTIME_EXTRAS= leaves OpenCV out too.
+#       the runtime (default target): onnxruntime, the shipped model, OpenCV's face detector and pyarrow
+#       (classify to Parquet); no TensorFlow, no build tools. --build-arg RUNTIME_EXTRAS= leaves OpenCV and
+#       pyarrow out (classify then writes CSV only).
 #   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD:/work" xemotion predict --detect photo.jpg --annotate faces.png
+#   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD:/work" xemotion classify crops/ -o emotions.parquet
 
 FROM python:3.13.11-slim-trixie AS base
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -45,7 +47,7 @@ CMD ["--help"]
 
 # The runtime: the base install plus RUNTIME_EXTRAS (comma-separated pip extras).
 FROM base AS runtime
-ARG RUNTIME_EXTRAS=detect
+ARG RUNTIME_EXTRAS=detect,classify
 RUN --mount=type=bind,from=wheel,source=/dist,target=/mnt/dist \
     --mount=type=bind,source=docker,target=/mnt/docker \
     bash /mnt/docker/install.sh runtime /opt/venv /mnt/dist/xemotion-*.whl "$RUNTIME_EXTRAS"

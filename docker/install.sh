@@ -121,6 +121,21 @@ PY
         echo "predict --detect without OpenCV: install hint, exit 3"
     fi
 
+    # classify: CSV with the base install; Parquet where pyarrow is installed, else the install hint (exit 3).
+    mkdir crops && cp face.png crops/a.png && cp face.png crops/b.png
+    xemotion classify crops -o classified.csv
+    [[ $(wc -l <classified.csv) == 3 ]] || die "classify wrote $(wc -l <classified.csv) lines, not a header and 2 rows"
+    if python -c "import pyarrow" 2>/dev/null; then
+        xemotion classify crops -o classified.parquet
+    else
+        local rc=0
+        xemotion classify crops -o classified.parquet 2>classify.err || rc=$?
+        if [[ $rc != 3 ]] || ! grep -q "xemotion\[classify\]" classify.err; then
+            die "classify to Parquet without pyarrow: exit $rc, $(cat classify.err)"
+        fi
+        echo "classify to Parquet without pyarrow: install hint, exit 3"
+    fi
+
     if [[ $stage == export ]]; then
         echo "vela $(vela --version)"
         xemotion export --format onnx --format tflite-fp32 --output artifacts

@@ -4,16 +4,17 @@
 
 Layers, each importing only those below it: the base (``errors``, ``atomic``, ``util``), ``model`` (the
 IR, weights I/O, the artifact catalog, FER2013), ``runtime`` (classifier, backends, safety), ``check``
-(golden set, verify, evaluate, bench), and the ``cli`` on top. ``exporters`` (beside this package) holds
-everything that needs TensorFlow.
+(golden set, verify, evaluate, bench) and ``batch`` (classify many faces), and the ``cli`` on top.
+``exporters`` (beside this package) holds everything that needs TensorFlow.
 """
 
 from xruntime_emotion import _compat
 from xruntime_emotion._version import __version__
+from xruntime_emotion.batch import classify_table
 from xruntime_emotion.errors import XEmotionError
 from xruntime_emotion.model.ir import LABELS, ModelIR
 from xruntime_emotion.runtime.classifier import EmotionClassifier, Prediction
 
 _compat.install()  # the flat layout's module paths, for one release
 
-__all__ = ["EmotionClassifier", "LABELS", "ModelIR", "Prediction", "XEmotionError", "__version__"]
+__all__ = ["EmotionClassifier", "LABELS", "ModelIR", "Prediction", "XEmotionError", "__version__", "classify_table"]

@@ -166,7 +166,7 @@ LAYERS = {  # top-level name under xruntime_emotion -> layer; imports may only p
     "errors": 0, "_version": 0, "atomic": 0, "util": 0,
     "model": 1, "weights": 1,
     "runtime": 2,
-    "check": 3,
+    "check": 3, "batch": 3,
     "cli": 4, "console": 4, "_compat": 4, "__main__": 4,
     "": 5,  # the package itself: the public API facade
 }  # fmt: skip

@@ -116,12 +116,14 @@ def _bad(tmp_path: Path) -> dict[str, list[list[str]]]:
                           ["--runtime", "litert", "--artifacts", f"{t}/empty"]],
         "golden mirror": [["-o", f"{t}/m", "--model", f"{t}/missing.onnx"], ["-o", f"{t}/m2", "--golden", f"{t}/empty"],
                           ["-o", f"{t}/file.txt/m3"]],
+        "classify": [[f"{t}/missing", "-o", f"{t}/o.parquet"], [t, "-o", f"{t}/file.txt"],
+                     [face, "-o", f"{t}/o.csv", "--column", "x"]],
         "bench": [["--runs", "10"], ["-m", f"{t}/missing.onnx"], ["--batch", "x,y", "-m", onnx]],
     }  # fmt: skip
 
 
 COMMANDS = ["export", "predict", "info", "targets", "train", "evaluate", "verify", "golden regenerate",
-            "golden record", "golden mirror", "bench"]  # fmt: skip
+            "golden record", "golden mirror", "bench", "classify"]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -23,7 +23,7 @@ from xruntime_emotion.errors import require
 from xruntime_emotion.runtime.classifier import ModelSpec
 from xruntime_emotion.util import sha256_file
 
-BLOCK = 1024  # inputs per dataset block handed to Ray
+BLOCK = 1024  # the most inputs per dataset block handed to Ray
 
 
 class Classify:
@@ -43,9 +43,9 @@ class Classify:
 _INPUT = ("index", "path", "data")
 
 
-def _blocks(items: Iterator[Item]) -> Iterator[Any]:
+def _blocks(items: list[Item], size: int) -> Iterator[Any]:
     pa = require("pyarrow", "classify")
-    for chunk in chunks(items, BLOCK):
+    for chunk in chunks(iter(items), size):
         data = [i.data for i in chunk]
         as_bytes = any(isinstance(d, bytes) for d in data)
         yield pa.table(
@@ -81,9 +81,11 @@ def run_ray(
         cpus = int(ray.cluster_resources().get("CPU", 1))
         workers = settings.workers or 1
         threads = settings.threads or max(1, cpus // workers)
-        blocks = list(_blocks(source.items(skip)))
-        if not blocks:
+        items = list(source.items(skip))
+        if not items:
             return sha
+        size = max(settings.batch, min(BLOCK, -(-len(items) // (4 * workers))))  # a few blocks per actor at least
+        blocks = list(_blocks(items, size))
         ds = ray.data.from_arrow(blocks).map_batches(
             Classify,
             fn_constructor_args=(spec, settings, threads),

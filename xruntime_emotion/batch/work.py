@@ -123,8 +123,9 @@ def classify_decoded(clf: EmotionClassifier, decoded: Sequence[Decoded], sha256:
     probs = clf.predict(np.concatenate(crops)) if crops else np.empty((0, len(LABELS)), np.float32)
     rows: Rows = {c.name: [] for c in columns(detect)}
     k = 0
+    listed = probs.tolist()  # float32 values as Python floats, exactly
 
-    def add(d: Decoded, face: int | None, box: Any, p: np.ndarray | None) -> None:
+    def add(d: Decoded, face: int | None, box: Any, p: list[float] | None) -> None:
         rows["index"].append(d.item.index)
         rows["path"].append(d.item.path)
         if detect:
@@ -132,7 +133,7 @@ def classify_decoded(clf: EmotionClassifier, decoded: Sequence[Decoded], sha256:
             rows["faces"].append(None if d.error else len(d.boxes or ()))
             for name in BOX:
                 rows[name].append(None if box is None else int(getattr(box, name)))
-        top = None if p is None else int(p.argmax())
+        top = None if p is None else p.index(max(p))
         rows["label"].append(None if top is None else clf.labels[top])
         rows["probability"].append(None if p is None else p[top])
         for j, label in enumerate(LABELS):
@@ -145,6 +146,6 @@ def classify_decoded(clf: EmotionClassifier, decoded: Sequence[Decoded], sha256:
         if n == 0:
             add(d, None, None, None)  # an error, or (--detect) no face found
         for j in range(n):
-            add(d, j if detect else None, d.boxes[j] if d.boxes is not None else None, probs[k + j])
+            add(d, j if detect else None, d.boxes[j] if d.boxes is not None else None, listed[k + j])
         k += n
     return rows
