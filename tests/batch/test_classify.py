@@ -167,6 +167,13 @@ def test_an_existing_output_is_continued_only_with_resume_and_the_same_run(small
     assert (again.resumed, again.present, again.rows) == (305, 305, 305)
     with pytest.raises(DataError, match="other settings .*margin"):
         classify(small, out, resume=True, detect=True)
+    listing = tmp_path / "list.txt"
+    files = sorted(str(p) for p in small.glob("0*/*.png"))
+    listing.write_text("\n".join(files))
+    classify(listing, tmp_path / "l.parquet")
+    listing.write_text("\n".join(files[1:] + files[:1]))  # the same inputs in another order: indices differ
+    with pytest.raises(DataError, match="other settings \\(the inputs differ\\)"):
+        classify(listing, tmp_path / "l.parquet", resume=True)
     (tmp_path / "file.parquet").write_text("x")
     with pytest.raises(DataError, match="not a folder"):
         classify(small, tmp_path / "file.parquet")

@@ -154,6 +154,7 @@ def classify(
         "format": 1,
         "source": src.description,
         "inputs": src.total,
+        "fingerprint": src.fingerprint,
         "columns": [c.name for c in columns(detect)],
         "margin": margin if detect else None,
         "min_face": min_face if detect else None,

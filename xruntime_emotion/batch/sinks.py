@@ -118,6 +118,8 @@ class ParquetSink(_Buffered):
         except (OSError, ValueError) as exc:
             raise DataError(f"{self.folder / META}: unreadable ({exc})") from None
         changed = [k for k in meta if old.get(k) != meta[k]] if isinstance(old, dict) else ["all"]
+        changed = ["the inputs" if k in ("inputs", "fingerprint") else k for k in changed]
+        changed = list(dict.fromkeys(changed))
         if changed:
             raise DataError(
                 f"{self.folder}: was made with other settings ({', '.join(changed)} differ); "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ class Source:
     description: str  # what the user named, as stored with the results
     total: int
     _items: Callable[[Skip], Iterator[Item]] = field(repr=False)
+    fingerprint: str = ""  # changes when the inputs or their order change (--resume refuses then)
 
     def items(self, skip: Skip | None = None) -> Iterator[Item]:
         """The inputs in order, less those ``skip`` names (resume)."""
@@ -55,7 +57,20 @@ def _listed(description: str, paths: list[str], base: Path | None) -> Source:
             if not skip(i):
                 yield Item(i, p, str(base / p) if base is not None and not os.path.isabs(p) else p)
 
-    return Source(description, len(paths), items)
+    return Source(description, len(paths), items, _digest(paths))
+
+
+def _digest(paths: list[str]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.encode("utf-8", "surrogateescape") + b"\0")
+    return h.hexdigest()
+
+
+def _stamp(path: Path) -> str:
+    """A table file's identity: rewriting it changes its size or time."""
+    st = path.stat()
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def _walk(folder: Path) -> list[str]:
@@ -102,7 +117,7 @@ def _parquet(path: Path, column: str) -> Source:
                         yield Item(i, value or "", None if not value else str(base / value))
                 i += 1
 
-    return Source(f"{path}:{column}", meta.metadata.num_rows, items)
+    return Source(f"{path}:{column}", meta.metadata.num_rows, items, _stamp(path))
 
 
 def _csv_table(path: Path, column: str) -> Source:
@@ -123,7 +138,7 @@ def _csv_table(path: Path, column: str) -> Source:
             if not skip(i):
                 yield Item(i, p, str(base / p) if p else None)
 
-    return Source(f"{path}:{column}", len(paths), items)
+    return Source(f"{path}:{column}", len(paths), items, _digest(paths))
 
 
 def open_source(source: str | os.PathLike[str], column: str | None = None) -> Source:
