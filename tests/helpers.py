@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pty
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -106,3 +109,29 @@ def _copy_golden(tmp_path: Path) -> Path:
     d = tmp_path / "golden"
     shutil.copytree(G.golden_dir(), d)
     return d
+
+
+def on_a_terminal(args: list[str], timeout: float = 300) -> bytes:
+    """Run `xemotion ARGS` with stdout and stderr on a pseudo-terminal; everything it drew, in order."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "xruntime_emotion.cli", *args], stdout=slave, stderr=slave,
+                            env={**os.environ, "COLUMNS": "160", "TERM": "xterm"})  # fmt: skip
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the other side is closed
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=30)
+    os.close(master)
+    assert proc.returncode == 0, seen[-2000:]
+    return seen

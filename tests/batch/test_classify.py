@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from helpers import run_cli
+from helpers import on_a_terminal, run_cli
 from PIL import Image
 
 from xruntime_emotion import LABELS, EmotionClassifier
@@ -314,3 +315,9 @@ def test_ray_engine_matches_the_local_engine(small: Path, tmp_path: Path) -> Non
     assert np.allclose(a, b, atol=1e-6, rtol=0, equal_nan=True) and np.isnan(a).sum() == 5 * len(LABELS)
     assert remote.column("error").to_pylist() == local.column("error").to_pylist()
     assert _sha(remote) == _sha(local)
+
+
+def test_a_terminal_sees_progress_with_faces_per_second(small: Path) -> None:
+    drawn = on_a_terminal(["classify", str(small), "-o", str(small.parent / "tty.csv"), "--batch", "8"])
+    assert re.search(rb"classify [^\n]*\d+/305[^\n]*faces/s", drawn), drawn[-2000:]
+    assert b"every input is in" in drawn and b"305 rows for 305 of 305 inputs" in drawn

@@ -4,18 +4,12 @@ every error one line; `info` on every format; DeepFace's weights file from any w
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
-import select
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import run_cli
+from helpers import on_a_terminal, run_cli
 from PIL import Image
 
 from xruntime_emotion.model.catalog import FORMATS
@@ -57,38 +51,12 @@ def test_long_commands_say_one_summary_line_when_stderr_is_not_a_terminal(tmp_pa
     assert r.returncode == 0 and re.fullmatch(r"golden mirror: 575 cases \(\d+\.\d s\)\n", r.stderr), r.stderr
 
 
-def _on_a_terminal(args: list[str], timeout: float = 300) -> bytes:
-    """Run `xemotion ARGS` with stdout and stderr on a pseudo-terminal; everything it drew, in order."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "xruntime_emotion.cli", *args], stdout=slave, stderr=slave,
-                            env={**os.environ, "COLUMNS": "160", "TERM": "xterm"})  # fmt: skip
-    os.close(slave)
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.5)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # the other side is closed
-                break
-            if not chunk:
-                break
-            seen += chunk
-        elif proc.poll() is not None:
-            break
-    proc.wait(timeout=30)
-    os.close(master)
-    assert proc.returncode == 0, seen[-2000:]
-    return seen
-
-
 def test_a_terminal_sees_the_progress_bar_before_the_first_unit_ends(artifacts: Path) -> None:
-    drawn = _on_a_terminal(["verify", "--artifacts", str(artifacts)])
+    drawn = on_a_terminal(["verify", "--artifacts", str(artifacts)])
     first = re.search(rb"verify: weights \xc3\x97 keras[^\n]*0/\d+", drawn)  # drawn while the first pair runs
     assert first, drawn[-2000:]
     assert b"verify: " in drawn[first.end() :]  # and the summary at the end
-    quiet = _on_a_terminal(["--quiet", "verify", "--artifacts", str(artifacts), "--format", "onnx"])
+    quiet = on_a_terminal(["--quiet", "verify", "--artifacts", str(artifacts), "--format", "onnx"])
     assert not re.search(rb"0/\d+", quiet) and b"1 pairs passed" in quiet
 
 
