@@ -29,7 +29,7 @@ from xruntime_emotion.runtime.prediction import Prediction
 from xruntime_emotion.runtime.preprocess import Faces, prepare
 
 if TYPE_CHECKING:
-    from xruntime_emotion.runtime.detect import DetectedFace, FaceDetector
+    from xruntime_emotion.runtime.detect import DetectedFace, Detector
 
 
 class EmotionClassifier:
@@ -167,11 +167,12 @@ class EmotionClassifier:
         return out
 
     def analyze(
-        self, image: Any, *, margin: float | None = None, detector: FaceDetector | None = None
+        self, image: Any, *, margin: float | None = None, detector: Detector | str | None = None
     ) -> list[DetectedFace]:
         """Find the faces in a whole photo (path or RGB/grey array) and classify each, left to right.
 
-        Needs the ``detect`` extra (OpenCV's Haar cascade); see ``xruntime_emotion.runtime.detect``.
+        ``detector``: a name from ``DETECTORS`` or a ``Detector``; the default (BlazeFace) needs no extra, Haar
+        needs the ``detect`` extra. See ``xruntime_emotion.runtime.detect``.
         """
         from xruntime_emotion.runtime.detect import MARGIN, analyze
 
