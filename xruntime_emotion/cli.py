@@ -30,6 +30,13 @@ golden_app = typer.Typer(help="The golden vectors that `verify` checks against."
 app.add_typer(golden_app, name="golden")
 
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON to this file.")]
+DetectorOpt = Annotated[
+    str, typer.Option(help="With --detect: blazeface (shipped DNN, the default) or haar (OpenCV's cascade).")
+]
+MinFaceOpt = Annotated[
+    int | None, typer.Option(help="With --detect --detector haar: the smallest face side searched, in pixels [30].")
+]
+MarginOpt = Annotated[float, typer.Option(help="With --detect: context added around each face box, per side.")]
 WeightsOpt = Annotated[
     Path | None,
     typer.Option(help="Weights: xemotion's .npz or DeepFace's facial_expression_model_weights.h5 (default: shipped)."),
@@ -170,13 +177,14 @@ def predict(
     delegate: Annotated[str | None, typer.Option(help="External TFLite delegate (.so).")] = None,
     threads: Annotated[int | None, typer.Option(help="Runtime threads.")] = None,
     detect: Annotated[
-        bool, typer.Option("--detect", help="Whole photos: find the faces (OpenCV Haar cascade) and classify each.")
+        bool, typer.Option("--detect", help="Whole photos: find the faces (see --detector) and classify each.")
     ] = False,
+    detector: DetectorOpt = "blazeface",
     annotate: Annotated[
         Path | None, typer.Option(help="With --detect and one photo: write it with boxes and labels drawn (PNG).")
     ] = None,
-    margin: Annotated[float, typer.Option(help="With --detect: context added around each face box, per side.")] = 0.05,
-    min_face: Annotated[int, typer.Option(help="With --detect: the smallest face side searched, in pixels.")] = 30,
+    margin: MarginOpt = 0.05,
+    min_face: MinFaceOpt = None,
     json_path: JsonOpt = None,
 ) -> None:
     """Classify face crops (or, with --detect, every face in whole photos): label and seven probabilities."""
@@ -184,12 +192,13 @@ def predict(
         raise typer.BadParameter("--annotate needs --detect", param_hint="--annotate")
     if annotate is not None and len(images) != 1:
         raise typer.BadParameter("--annotate takes exactly one photo", param_hint="--annotate")
-    if not 0.0 <= margin <= 1.0 or min_face < 1:
-        raise typer.BadParameter("--margin must lie in [0, 1] and --min-face be at least 1")
+    if not 0.0 <= margin <= 1.0:
+        raise typer.BadParameter("--margin must lie in [0, 1]", param_hint="--margin")
+    finder = _detector(detector, min_face) if detect else None
     with native_output():
         clf = _classifier(model, target, artifacts, runtime, delegate, threads)
-    if detect:
-        _predict_photos(clf, images, annotate, margin, min_face, json_path)
+    if finder is not None:
+        _predict_photos(clf, images, annotate, margin, finder, json_path)
         return
     results = []
     for img in images:
@@ -203,15 +212,36 @@ def predict(
     _write_json(json_path, {"model": str(clf.backend.path), "runtime": clf.backend.runtime, "results": results})
 
 
+def _detector_options(name: str, min_face: int | None) -> dict[str, Any]:
+    """--detector and --min-face as a detector catalog name and settings, checked."""
+    from xruntime_emotion.runtime.detect import DETECTORS
+
+    if name not in DETECTORS:
+        raise typer.BadParameter(f"choose from: {', '.join(DETECTORS)}", param_hint="--detector")
+    if min_face is None:
+        return {}
+    if "min_size" not in DETECTORS[name].options:
+        raise typer.BadParameter(f"applies to --detector haar, not {name}", param_hint="--min-face")
+    if min_face < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--min-face")
+    return {"min_size": min_face}
+
+
+def _detector(name: str, min_face: int | None) -> Any:
+    from xruntime_emotion.runtime.detect import build_detector
+
+    options = _detector_options(name, min_face)
+    with native_output():
+        return build_detector(name, **options)
+
+
 def _predict_photos(
-    clf: Any, images: list[Path], annotate: Path | None, margin: float, min_face: int, json_path: Path | None
+    clf: Any, images: list[Path], annotate: Path | None, margin: float, detector: Any, json_path: Path | None
 ) -> None:
     """`predict --detect`: each face's box, label and probabilities; optionally the annotated photo."""
-    from xruntime_emotion.runtime.detect import FaceDetector
     from xruntime_emotion.runtime.detect import annotate as draw
     from xruntime_emotion.runtime.preprocess import load_image
 
-    detector = FaceDetector(min_size=min_face)
     results = []
     for img in images:
         photo = load_image(img)
@@ -272,8 +302,9 @@ def classify(
     detect: Annotated[
         bool, typer.Option("--detect", help="Whole photos: one row per face found (box, face index), or a null face.")
     ] = False,
-    margin: Annotated[float, typer.Option(help="With --detect: context added around each face box, per side.")] = 0.05,
-    min_face: Annotated[int, typer.Option(help="With --detect: the smallest face side searched, in pixels.")] = 30,
+    detector: DetectorOpt = "blazeface",
+    margin: MarginOpt = 0.05,
+    min_face: MinFaceOpt = None,
     engine: Annotated[str, typer.Option(help="local (one machine, streaming) or ray (Ray Data; the [ray] extra).")] = (
         "local"
     ),
@@ -298,6 +329,7 @@ def classify(
 
     if address is not None and engine != "ray":
         raise typer.BadParameter("--address needs --engine ray", param_hint="--address")
+    options = _detector_options(detector, min_face) if detect else {}
     timer = Summary("classify")
     t0 = timer.t0
     with native_output(), progress() as bar:
@@ -316,7 +348,8 @@ def classify(
             column=column,
             detect=detect,
             margin=margin,
-            min_face=min_face,
+            detector=detector,
+            detector_options=options,
             engine=engine,
             resume=resume,
             batch=batch,

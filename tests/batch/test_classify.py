@@ -166,7 +166,7 @@ def test_an_existing_output_is_continued_only_with_resume_and_the_same_run(small
         classify(small, out)
     again = classify(small, out, resume=True)
     assert (again.resumed, again.present, again.rows) == (305, 305, 305)
-    with pytest.raises(DataError, match="other settings .*margin"):
+    with pytest.raises(DataError, match=r"other settings \(columns, detect differ\)"):
         classify(small, out, resume=True, detect=True)
     listing = tmp_path / "list.txt"
     files = sorted(str(p) for p in small.glob("0*/*.png"))

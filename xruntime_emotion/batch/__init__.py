@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from xruntime_emotion.batch.sources import Source, open_source
 from xruntime_emotion.batch.work import Faces, columns
 from xruntime_emotion.errors import XEmotionError
 from xruntime_emotion.runtime.classifier import ModelSpec
+from xruntime_emotion.runtime.detect import DEFAULT_DETECTOR
 from xruntime_emotion.util import sha256_file
 
 PART_ROWS = 8192  # rows per Parquet part (and per CSV append)
@@ -114,10 +115,16 @@ def _run(
     return sink, report
 
 
-def _settings(detect: bool, margin: float, min_face: int, **kwargs: Any) -> Settings:
-    if not 0.0 <= margin <= 1.0 or min_face < 1:
-        raise XEmotionError("margin must lie in [0, 1] and min_face be at least 1")
-    return Settings(faces=Faces(margin, min_face) if detect else None, **kwargs)
+def _settings(
+    detect: bool, margin: float, detector: str, detector_options: Mapping[str, Any] | None, **kwargs: Any
+) -> Settings:
+    if not 0.0 <= margin <= 1.0:
+        raise XEmotionError(f"margin must lie in [0, 1], got {margin}")
+    if not detect:
+        return Settings(**kwargs)
+    faces = Faces(margin, detector, tuple(sorted((detector_options or {}).items())))
+    faces.check()
+    return Settings(faces=faces, **kwargs)
 
 
 def classify(
@@ -128,7 +135,8 @@ def classify(
     column: str | None = None,
     detect: bool = False,
     margin: float = 0.05,
-    min_face: int = 30,
+    detector: str = DEFAULT_DETECTOR,
+    detector_options: Mapping[str, Any] | None = None,
     engine: str = "local",
     resume: bool = False,
     batch: int = 64,
@@ -144,7 +152,9 @@ def classify(
     """
     if part_rows < 1:
         raise XEmotionError("part_rows must be at least 1")
-    settings = _settings(detect, margin, min_face, batch=batch, workers=workers, threads=threads, address=address)
+    settings = _settings(
+        detect, margin, detector, detector_options, batch=batch, workers=workers, threads=threads, address=address
+    )
     src = open_source(source, column)
     if src.total == 0:
         raise XEmotionError(f"{os.fspath(source)}: no images found")
@@ -156,8 +166,7 @@ def classify(
         "inputs": src.total,
         "fingerprint": src.fingerprint,
         "columns": [c.name for c in columns(detect)],
-        "margin": margin if detect else None,
-        "min_face": min_face if detect else None,
+        "detect": [margin, detector, dict(detector_options or {})] if detect else None,
     }
     _, report = _run(
         src,
@@ -177,7 +186,8 @@ def classify_table(
     column: str | None = None,
     detect: bool = False,
     margin: float = 0.05,
-    min_face: int = 30,
+    detector: str = DEFAULT_DETECTOR,
+    detector_options: Mapping[str, Any] | None = None,
     engine: str = "local",
     batch: int = 64,
     workers: int | None = None,
@@ -186,7 +196,9 @@ def classify_table(
 ) -> Any:
     """The result table of ``source`` as a ``pyarrow.Table``, in memory (for notebooks; ``classify``
     writes one to disk instead)."""
-    settings = _settings(detect, margin, min_face, batch=batch, workers=workers, threads=threads, address=address)
+    settings = _settings(
+        detect, margin, detector, detector_options, batch=batch, workers=workers, threads=threads, address=address
+    )
     src = open_source(source, column)
     sink = MemorySink(detect)
     _run(src, lambda _sha: sink, _spec(model), settings, engine, None)

@@ -9,6 +9,7 @@ the reason (the other result columns are then null). Probabilities are float32, 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,27 +63,37 @@ def to_arrow(rows: Rows, detect: bool) -> Any:
 class Faces:
     """The face detector's part of a run (``--detect``), picklable for worker processes."""
 
-    margin: float
-    min_size: int = 30
+    margin: float = 0.05
+    detector: str = "blazeface"  # a name in ``xruntime_emotion.runtime.detect.DETECTORS``
+    options: tuple[tuple[str, Any], ...] = ()  # its settings, e.g. (("min_size", 40),) for haar
 
     def find(self, image: np.ndarray) -> tuple[list[Any], list[np.ndarray]]:
-        """Boxes and their crops (float grey, margin included), left to right, as ``analyze`` makes them."""
-        from xruntime_emotion.runtime import detect
+        """Boxes and their crops, left to right, as ``analyze`` makes them."""
+        from xruntime_emotion.runtime.detect import find_faces
 
-        _, grey = detect._photo(image)
-        boxes = _detector(self.min_size).detect(np.rint(grey * 255.0).astype(np.uint8))
-        return boxes, [detect._crop(grey, b.expand(self.margin)) for b in boxes]
+        _, found = find_faces(image, margin=self.margin, detector=_detector(self.detector, self.options))
+        return [d.box for d, _ in found], [crop for _, crop in found]
+
+    def check(self) -> None:
+        """Make the detector now, so that a bad name, setting or missing extra fails before any output."""
+        _detector(self.detector, self.options)
 
 
-_DETECTORS: dict[int, Any] = {}
+_DETECTORS: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
+_LOCK = threading.Lock()
 
 
-def _detector(min_size: int) -> Any:
-    from xruntime_emotion.runtime.detect import FaceDetector
+def _detector(name: str, options: tuple[tuple[str, Any], ...]) -> Any:
+    """One detector per name and settings in this process (detectors are thread-safe)."""
+    from xruntime_emotion.runtime.detect import build_detector
 
-    if min_size not in _DETECTORS:
-        _DETECTORS[min_size] = FaceDetector(min_size=min_size)
-    return _DETECTORS[min_size]
+    with _LOCK:
+        if (name, options) not in _DETECTORS:
+            try:
+                _DETECTORS[name, options] = build_detector(name, **dict(options))
+            except ValueError as exc:
+                raise XEmotionError(str(exc)) from None
+        return _DETECTORS[name, options]
 
 
 @dataclass(frozen=True)

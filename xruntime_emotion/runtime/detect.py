@@ -392,26 +392,45 @@ class BlazeFaceDetector:
 
 @dataclass(frozen=True)
 class DetectorKind:
-    """One row of the detector catalog: how to make it and what it is."""
+    """One row of the detector catalog: how to make it, the settings it takes, and what it is."""
 
-    make: Callable[[], Detector]
+    make: Callable[..., Detector]
     about: str
+    options: tuple[str, ...] = ()  # keyword settings ``make`` accepts (the CLI's --min-face is haar's min_size)
+    model: Path | None = None  # the shipped model file, if the detector has one
 
 
 DETECTORS: dict[str, DetectorKind] = {
-    "blazeface": DetectorKind(BlazeFaceDetector, "MediaPipe BlazeFace short-range, ONNX on onnxruntime (shipped)"),
-    "haar": DetectorKind(HaarDetector, "OpenCV Haar frontal-face cascade (needs the detect extra)"),
+    "blazeface": DetectorKind(
+        BlazeFaceDetector,
+        "MediaPipe BlazeFace short-range, ONNX on onnxruntime (shipped)",
+        ("min_score", "threads"),
+        BLAZEFACE,
+    ),
+    "haar": DetectorKind(
+        HaarDetector,
+        "OpenCV Haar frontal-face cascade (needs the detect extra)",
+        ("min_size", "scale_factor", "min_neighbors", "max_side"),
+    ),
 }
 DEFAULT_DETECTOR = "blazeface"
+
+
+def build_detector(name: str = DEFAULT_DETECTOR, **options: Any) -> Detector:
+    """A new detector of that name with these settings (each must be one the row lists)."""
+    kind = DETECTORS.get(name)
+    if kind is None:
+        raise ValueError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
+    foreign = sorted(set(options) - set(kind.options))
+    if foreign:
+        raise ValueError(f"detector {name!r} takes no {', '.join(foreign)} (it takes: {', '.join(kind.options)})")
+    return kind.make(**options)
 
 
 @functools.cache
 def detector(name: str = DEFAULT_DETECTOR) -> Detector:
     """The shared detector of that name, with its default settings (both kinds are thread-safe)."""
-    kind = DETECTORS.get(name)
-    if kind is None:
-        raise ValueError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
-    return kind.make()
+    return build_detector(name)
 
 
 def default_detector() -> Detector:
@@ -450,6 +469,18 @@ def aligned_crop(grey: np.ndarray, box: Box, angle: float | None) -> np.ndarray:
     return turned[pad : pad + box.h, pad : pad + box.w]
 
 
+def find_faces(
+    image: Any, *, margin: float = MARGIN, detector: Detector | str | None = None, align: bool = True
+) -> tuple[np.ndarray, list[tuple[Detection, np.ndarray]]]:
+    """The photo's pixels (uint8 RGB or grey) and each face found in it, with its crop (float grey, margin
+    included, turned upright along the eye line with ``align``), left to right."""
+    if not 0.0 <= margin <= 1.0:
+        raise ValueError(f"margin must lie in [0, 1], got {margin}")
+    pixels, grey = _photo(image)
+    found = _resolve(detector).detect(pixels)
+    return pixels, [(d, aligned_crop(grey, d.box.expand(margin), d.eye_angle if align else None)) for d in found]
+
+
 def analyze(
     classifier: Classifies,
     image: Any,
@@ -465,15 +496,11 @@ def analyze(
     On 300 scenes of PublicTest faces (seed 5, 567 faces found), turning kept FER2013's label for 60.7% of
     the faces, against 59.4% upright.
     """
-    if not 0.0 <= margin <= 1.0:
-        raise ValueError(f"margin must lie in [0, 1], got {margin}")
-    pixels, grey = _photo(image)
-    found = _resolve(detector).detect(pixels)
-    if not found:
+    _, faces = find_faces(image, margin=margin, detector=detector, align=align)
+    if not faces:
         return []
-    crops = [aligned_crop(grey, d.box.expand(margin), d.eye_angle if align else None) for d in found]
-    predictions = classifier.classify_many(crops)
-    return [DetectedFace(d.box, p) for d, p in zip(found, predictions)]
+    predictions = classifier.classify_many([crop for _, crop in faces])
+    return [DetectedFace(d.box, p) for (d, _), p in zip(faces, predictions)]
 
 
 def _resolve(choice: Detector | str | None) -> Detector:
