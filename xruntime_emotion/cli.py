@@ -309,13 +309,14 @@ def classify(
         "local"
     ),
     workers: Annotated[
-        int | None, typer.Option(help="local: decode threads [cores - 1]; ray: model actors [1].")
+        int | None,
+        typer.Option(help="local: decode threads [cores - 1; 0: decode between model calls]; ray: model actors [1]."),
     ] = None,
     threads: Annotated[int | None, typer.Option(help="Inference threads [all cores; ray: CPUs per actor].")] = None,
     address: Annotated[
         str | None, typer.Option(help="ray: join this running cluster (e.g. auto, or ray://head:10001).")
     ] = None,
-    batch: Annotated[int, typer.Option(help="Inputs per model call.")] = 64,
+    batch: Annotated[int, typer.Option(help="Inputs per model call.")] = 256,
     part_rows: Annotated[int, typer.Option(help="Rows per Parquet part file (and per CSV append).")] = 8192,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run into the same output.")] = (
         False

@@ -140,6 +140,8 @@ def test_every_source_kind_gives_the_same_rows(small: Path, tmp_path: Path) -> N
             want = [reference[k][by_path[p]] for p in files]
             assert got[k] == want, (name, k)
     assert classify_table(sources["parquet bytes"][0], column="png").column("path")[3].as_py() == "bytes.parquet#3"
+    inline = classify_table(small, workers=0, batch=7).to_pydict()  # decoded between model calls, odd batches
+    assert {k: inline[k] for k in ("index", "label", *LABELS)} == {k: reference[k] for k in ("index", "label", *LABELS)}
 
 
 def test_bad_sources_and_columns_are_one_clear_error(small: Path, tmp_path: Path) -> None:

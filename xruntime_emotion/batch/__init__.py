@@ -91,8 +91,9 @@ def _run(
         on_progress(resumed, source.total, 0)
     ran = run(source, lambda i: bool(seen[i]), sink, spec, settings, step)
     sink.close()
-    if ran != sha:
-        raise XEmotionError(f"the model file changed during the run (sha256 {sha[:12]} at the start, {ran[:12]} now)")
+    if ran - {sha}:  # changed during the run, or (Ray) another copy on some node
+        others = ", ".join(sorted(h[:12] for h in ran - {sha}))
+        raise XEmotionError(f"the model file {sha[:12]} was not the one every worker ran (also: {others})")
     tally = sink.tally(source.total)
     report = Report(
         source.description,
@@ -139,7 +140,7 @@ def classify(
     detector_options: Mapping[str, Any] | None = None,
     engine: str = "local",
     resume: bool = False,
-    batch: int = 64,
+    batch: int = 256,
     workers: int | None = None,
     threads: int | None = None,
     address: str | None = None,
@@ -189,7 +190,7 @@ def classify_table(
     detector: str = DEFAULT_DETECTOR,
     detector_options: Mapping[str, Any] | None = None,
     engine: str = "local",
-    batch: int = 64,
+    batch: int = 256,
     workers: int | None = None,
     threads: int | None = None,
     address: str | None = None,

@@ -59,8 +59,9 @@ def _blocks(items: list[Item], size: int) -> Iterator[Any]:
 
 def run_ray(
     source: Source, skip: Callable[[int], bool], sink: Sink, spec: ModelSpec, settings: Settings, step: Progress
-) -> str:
-    """Classify every input not skipped into ``sink`` with Ray Data; returns the model file's sha256."""
+) -> set[str]:
+    """Classify every input not skipped into ``sink`` with Ray Data; returns the sha256 of every model file
+    the actors ran (on a cluster, one per node's copy)."""
     ray = require("ray", "ray")
     require("ray.data", "ray")
     started = not ray.is_initialized()
@@ -74,7 +75,6 @@ def run_ray(
             configure_logging=False,
         )
     try:
-        sha = sha256_file(spec.open(1).backend.path)  # fail here, on the driver, for a bad model
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # rows come back in input order
         ctx.enable_progress_bars = False  # ours is on stderr
@@ -83,7 +83,7 @@ def run_ray(
         threads = settings.threads or max(1, cpus // workers)
         items = list(source.items(skip))
         if not items:
-            return sha
+            return set()
         size = max(settings.batch, min(BLOCK, -(-len(items) // (4 * workers))))  # a few blocks per actor at least
         blocks = list(_blocks(items, size))
         ds = ray.data.from_arrow(blocks).map_batches(
@@ -94,12 +94,14 @@ def run_ray(
             concurrency=workers,
             num_cpus=threads,
         )
+        used: set[str] = set()
         for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
             rows = batch.to_pydict()
+            used.update(rows["model_sha256"])
             sink.write(rows)
             faces = sum(1 for e, p in zip(rows["error"], rows["label"]) if e is None and p is not None)
             step(len(set(rows["index"])), faces)
-        return sha
+        return used
     finally:
         if started:
             ray.shutdown()
