@@ -9,7 +9,9 @@ Layout of ``golden/`` (repo root; the wheel carries it whole as ``xruntime_emoti
   and each int8 artifact's own outputs, recorded when the set is made on every kernel set in
   the catalog's ``recorded_on`` (key ``int8:FORMAT@RUNTIME``): the same int8 file rounds differently under XNNPACK
   and under TFLite's builtin kernels, and a correct runtime matches one of them;
-- ``onnx/test_data_set_0/{input_0,output_0}.pb``: the generated cases in ONNX's backend-test layout.
+- ``onnx/test_data_set_0/{input_0,output_0}.pb``: the generated cases in ONNX's backend-test layout;
+- ``detector/photo_N.png``: fixed photos for the face detectors, whose recorded boxes are the manifest's
+  ``detectors`` section (``xruntime_emotion.check.detector_golden``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from xruntime_emotion._version import __version__
+from xruntime_emotion.check import detector_golden
 from xruntime_emotion.check.fidelity import Int8Rule
 from xruntime_emotion.errors import ConformanceError, DataError
 from xruntime_emotion.model.catalog import FORMATS
@@ -151,6 +154,8 @@ def _check_types(d: Path, manifest: dict[str, Any]) -> None:
             float(entry["step"])
             if not isinstance(entry["recorded"], dict):
                 raise TypeError(f"int8.{fmt}.recorded is not an object")
+        if "detectors" in manifest:
+            detector_golden.check(manifest["detectors"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConformanceError(f"{d}: malformed golden manifest ({type(exc).__name__}: {exc})") from None
 
@@ -342,6 +347,9 @@ def regenerate(
                 "argmax_agreement_on_real_faces": float((a[real].argmax(1) == b[real].argmax(1)).mean()),
             }
         manifest["int8"][fmt] = entry
+    if on_step:
+        on_step("face detectors", len(todo), len(todo) + 1)
+    manifest["detectors"] = detector_golden.record(d)
     faces = {c.name: img for c, img, r in zip(cases, imgs, real) if r}
     save(d, manifest, expected, faces)
     write_mirror(d / "onnx", x[~real], expected["fp32"][~real])
@@ -427,4 +435,11 @@ def _summary(old: GoldenSet | None, new: GoldenSet) -> dict[str, Any]:
             out[key] = {"cases_changed": int((delta > 0).sum()), "max_change": float(delta.max())}
         else:
             out[key] = "new"
+    before = (old.manifest.get("detectors") or {}).get("recorded", {})
+    for name, rec in new.manifest.get("detectors", {}).get("recorded", {}).items():
+        if name in before and len(before[name]["boxes"]) == len(rec["boxes"]):
+            moved = max(detector_golden.box_error(a, b) for a, b in zip(rec["boxes"], before[name]["boxes"]))
+            out[f"detector {name}"] = {"max_box_change_px": moved}
+        else:
+            out[f"detector {name}"] = "new"
     return out

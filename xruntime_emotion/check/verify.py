@@ -7,6 +7,7 @@ a folder with no artifact xemotion knows, or without a format asked for, is an e
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from xruntime_emotion.check import detector_golden
 from xruntime_emotion.check import golden as G
 from xruntime_emotion.check.fidelity import Int8Rule, judge_int8
 from xruntime_emotion.errors import ConformanceError, MissingDependencyError, ModelFileError
@@ -21,6 +23,7 @@ from xruntime_emotion.model.catalog import FORMATS, TARGETS, Precision, by_filen
 from xruntime_emotion.model.data import to_input
 from xruntime_emotion.model.ir import LABELS
 from xruntime_emotion.runtime.backends import RUNTIMES, open_backend, predict_batched
+from xruntime_emotion.runtime.detect import DETECTORS, build_detector
 from xruntime_emotion.runtime.integrity import EXPORT_MANIFEST, entries, read_manifest
 from xruntime_emotion.util import sha256_file
 
@@ -155,6 +158,44 @@ def _judge(
     return PairResult(pair.id, pair.format, pair.runtime, status, "; ".join(failures), checks)
 
 
+def _judge_detector(name: str, gs: G.GoldenSet, directory: Path) -> PairResult:
+    """A detector of the catalog on the golden photos: the same boxes as recorded, within the tolerance."""
+    kind = DETECTORS[name]
+    pair = f"detector {name} × {kind.runtime}"
+    section = gs.manifest.get("detectors")
+    rec = (section or {}).get("recorded", {}).get(name)
+    if rec is None:
+        why = "this golden set has no boxes recorded for it (xemotion golden regenerate)"
+        return PairResult(pair, f"detector:{name}", kind.runtime, "skipped", why)
+    assert section is not None
+    if rec["model_sha256"] and kind.model and sha256_file(kind.model) != rec["model_sha256"]:
+        why = f"{kind.model.name}: sha256 differs from the one the boxes were recorded with"
+        return PairResult(pair, f"detector:{name}", kind.runtime, "failed", why)
+    try:
+        detector = build_detector(name)
+    except MissingDependencyError as exc:
+        return PairResult(pair, f"detector:{name}", kind.runtime, "skipped", str(exc))
+    photos = detector_golden.photos(directory, section)
+    errors = [detector_golden.box_error(_found(detector, p), want) for p, want in zip(photos, rec["boxes"])]
+    worst, limit = max(errors), section["tolerance"]["max_px"]
+    boxes = sum(len(b) for b in rec["boxes"])
+    checks = {"max_box_px": worst, "boxes": boxes, "cases": len(photos)}
+    if worst <= limit:
+        note = f"{boxes} boxes on {len(photos)} photos within {worst:g} px (≤ {limit})"
+        return PairResult(pair, f"detector:{name}", kind.runtime, "passed", note, checks)
+    bad = int(np.argmax(errors))
+    why = (
+        f"photo {bad}: other faces found than recorded"
+        if math.isinf(worst)
+        else f"photo {bad}: a box is {worst:g} px from the recorded one (> {limit})"
+    )
+    return PairResult(pair, f"detector:{name}", kind.runtime, "failed", why, checks)
+
+
+def _found(detector: Any, photo: np.ndarray) -> list[list[float]]:
+    return [[d.box.x, d.box.y, d.box.w, d.box.h, float(d.score)] for d in detector.detect(photo)]
+
+
 def _preflight(artifacts: Path, asked: list[str], weights: str) -> dict[str, str]:
     """Fail early, in one line, on a folder verify cannot judge; the export manifest's sha256 by file name."""
     if not artifacts.is_dir():
@@ -258,6 +299,11 @@ def verify(
             "" if ok else f"producers differ by {d.max():.3g} > {lim} on case {cases[w].name}",
             {"max_abs_diff": float(d.max()), "worst_case": cases[w].name, "cases": len(cases)},
         ))  # fmt: skip
+    if target is None and formats is None:  # the whole matrix: the face detectors too
+        for done, name in enumerate(DETECTORS, len(pairs)):
+            if on_step:
+                on_step(f"detector {name}", done, len(pairs) + len(DETECTORS))
+            results.append(_judge_detector(name, gs, golden_directory or G.golden_dir()))
     failed = [r.pair for r in results if r.status == "failed"]
     ran = [r for r in results if r.status != "skipped"]
     summary = {

@@ -398,6 +398,7 @@ class DetectorKind:
     about: str
     options: tuple[str, ...] = ()  # keyword settings ``make`` accepts (the CLI's --min-face is haar's min_size)
     model: Path | None = None  # the shipped model file, if the detector has one
+    runtime: str = "onnxruntime"  # what runs it
 
 
 DETECTORS: dict[str, DetectorKind] = {
@@ -411,6 +412,7 @@ DETECTORS: dict[str, DetectorKind] = {
         HaarDetector,
         "OpenCV Haar frontal-face cascade (needs the detect extra)",
         ("min_size", "scale_factor", "min_neighbors", "max_side"),
+        runtime="opencv",
     ),
 }
 DEFAULT_DETECTOR = "blazeface"
