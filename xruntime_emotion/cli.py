@@ -377,12 +377,24 @@ def classify(
 # ----------------------------------------------------------------------------------------------- info
 @app.command()
 def info(
-    model: Annotated[Path, typer.Argument(help="An .onnx, .tflite, .npz or DeepFace .h5 file.")],
+    model: Annotated[
+        Path | None,
+        typer.Argument(help="An .onnx, .tflite, .npz or DeepFace .h5 file [default: list the shipped ones]."),
+    ] = None,
     json_path: JsonOpt = None,
 ) -> None:
-    """Inputs, outputs, metadata, node count and sha256 of a model file."""
-    from xruntime_emotion.runtime.info import describe
+    """Inputs, outputs, metadata, node count and sha256 of a model file; without one, the shipped models
+    (the emotion model and the face detectors)."""
+    from xruntime_emotion.runtime.info import describe, shipped
 
+    if model is None:
+        rows = shipped()
+        for r in rows:
+            where = f"{_t(r['file'])}  {r['bytes']} bytes  sha256 {r['sha256']}" if "file" in r else _t(r["missing"])
+            out.print(f"[bold]{_t(r['name'])}[/bold] ({_t(r['runtime'])}): {_t(r['about'])}")
+            out.print(f"  {where}", highlight=False)
+        _write_json(json_path, rows)
+        return
     d = describe(model)
     out.print(f"[bold]{_t(d['file'])}[/bold]  {d['kind']}  {d['bytes']} bytes  sha256 {d['sha256']}")
     for k in ("inputs", "outputs"):

@@ -149,3 +149,15 @@ def test_deepface_weights_file_from_any_weights(tmp_path: Path, random_ir) -> No
             kernel, bias = (group[n.decode()][()] for n in group.attrs["weight_names"])
             np.testing.assert_array_equal(kernel, random_ir.weights[layer.name][0])
             np.testing.assert_array_equal(bias, random_ir.weights[layer.name][1])
+
+
+def test_info_without_a_file_lists_the_shipped_models_with_the_detector(tmp_path: Path) -> None:
+    from xruntime_emotion.runtime.detect import BLAZEFACE_SHA256, DETECTORS
+
+    r = run_cli("info", "--json", str(tmp_path / "i.json"))
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    rows = {row["name"]: row for row in json.loads((tmp_path / "i.json").read_text())}
+    assert set(rows) == {"emotion", "emotion-weights", *(f"detector {n}" for n in DETECTORS)}
+    blaze = rows["detector blazeface"]
+    assert blaze["sha256"] == BLAZEFACE_SHA256 and blaze["inputs"][0]["shape"][1:] == [128, 128, 3]
+    assert f"sha256 {BLAZEFACE_SHA256}" in r.stdout and "detector haar (opencv)" in r.stdout

@@ -79,3 +79,31 @@ def describe(path: str | Path) -> dict[str, Any]:
         "sha256": sha256_file(path),
         **details,
     }
+
+
+def shipped() -> list[dict[str, Any]]:
+    """The models the package ships: the emotion model (ONNX and its weights) and each face detector of the
+    catalog, with what runs it and, where it has one, its file described as ``describe`` does."""
+    from xruntime_emotion.errors import MissingDependencyError
+    from xruntime_emotion.runtime.detect import DETECTORS, cascade_path
+    from xruntime_emotion.weights import default_onnx_path, default_weights_path
+
+    out = [
+        {"name": "emotion", "about": "xemotion's FER2013 weights, ONNX on onnxruntime (the default model)",
+         "runtime": "onnxruntime", **describe(default_onnx_path())},
+        {"name": "emotion-weights", "about": "the same weights as NumPy arrays (exports start here)",
+         "runtime": "reference", **describe(default_weights_path())},
+    ]  # fmt: skip
+    for name, kind in DETECTORS.items():
+        row: dict[str, Any] = {"name": f"detector {name}", "about": kind.about, "runtime": kind.runtime}
+        if kind.model is not None:
+            row.update(describe(kind.model))
+        else:
+            try:
+                path = cascade_path()
+                row.update(file=str(path), kind=path.suffix.lstrip("."), bytes=path.stat().st_size)
+                row["sha256"] = sha256_file(path)
+            except MissingDependencyError as exc:
+                row["missing"] = str(exc)
+        out.append(row)
+    return out
