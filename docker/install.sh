@@ -109,16 +109,20 @@ r = json.load(open("predict.json"))["results"][0]
 assert r["label"] in LABELS and math.isclose(sum(r["probabilities"].values()), 1.0, abs_tol=1e-4), r
 PY
 
-    # --detect: works where OpenCV is installed, else fails with the install hint (exit 3).
+    # --detect: the shipped BlazeFace model runs on onnxruntime everywhere (one face on a golden photo);
+    # --detector haar where OpenCV is installed, else the install hint (exit 3).
+    photo=$(python -c "from xruntime_emotion.check.golden import golden_dir; print(golden_dir() / 'detector' / 'photo_1.png')")
+    xemotion predict --detect "$photo" --json detect.json
+    python -c "import json; r = json.load(open('detect.json'))['results'][0]; assert len(r['faces']) == 1, r"
     if python -c "import cv2" 2>/dev/null; then
-        xemotion predict --detect face.png
+        xemotion predict --detect --detector haar "$photo"
     else
         local rc=0
-        xemotion predict --detect face.png 2>detect.err || rc=$?
+        xemotion predict --detect --detector haar "$photo" 2>detect.err || rc=$?
         if [[ $rc != 3 ]] || ! grep -q "xemotion\[detect\]" detect.err; then
-            die "predict --detect without OpenCV: exit $rc, $(cat detect.err)"
+            die "predict --detector haar without OpenCV: exit $rc, $(cat detect.err)"
         fi
-        echo "predict --detect without OpenCV: install hint, exit 3"
+        echo "predict --detector haar without OpenCV: install hint, exit 3"
     fi
 
     # classify: CSV with the base install; Parquet where pyarrow is installed, else the install hint (exit 3).
