@@ -19,7 +19,8 @@ from PIL import Image
 from xruntime_emotion import LABELS, EmotionClassifier
 from xruntime_emotion.errors import MissingDependencyError
 from xruntime_emotion.model.data import FerData
-from xruntime_emotion.runtime.detect import Box, DetectedFace, FaceDetector, _crop, annotate
+from xruntime_emotion.runtime.detect import Box, DetectedFace, FaceDetector, HaarDetector, _crop, annotate
+from xruntime_emotion.runtime.preprocess import load_image
 
 # PrivateTest rows pasted onto the photo, fixed in advance: among the first 300 PrivateTest rows, these
 # were found by the cascade (exactly one box, IoU >= 0.6) at 120, 140 and 160 px on a noisy background in
@@ -157,6 +158,9 @@ def test_without_detect_the_input_is_a_face_crop(fer: FerData, tmp_path: Path) -
     [
         (["--annotate", "a.png"], "--annotate needs --detect"),
         (["--detect", "--margin", "1.5"], "--margin must lie in [0, 1]"),
+        (["--detect", "--detector", "yolo"], "choose from: blazeface, haar"),
+        (["--detect", "--min-face", "40"], "applies to --detector haar, not blazeface"),
+        (["--detect", "--detector", "haar", "--min-face", "0"], "must be at least 1"),
     ],
 )
 def test_option_errors(photo: Path, tmp_path: Path, args: list[str], message: str) -> None:
@@ -195,3 +199,16 @@ def test_annotate_any_suffix(tmp_path: Path) -> None:
     out = annotate(np.zeros((60, 80), np.uint8), [face], tmp_path / "x.jpg")
     with Image.open(out) as im:
         assert im.format == "JPEG" and im.size == (80, 60) and im.mode == "RGB"
+
+
+def test_the_haar_detector_by_name_and_its_minimum_face(photo: Path, tmp_path: Path) -> None:
+    """--detector haar runs OpenCV's cascade; --min-face above every face's side finds none."""
+    pytest.importorskip("cv2")
+    found = run_cli("predict", str(photo), "--detect", "--detector", "haar", "--json", str(tmp_path / "a.json"))
+    assert found.returncode == 0, found.stderr
+    boxes = [f["box"] for f in json.loads((tmp_path / "a.json").read_text())["results"][0]["faces"]]
+    expected = [d.box.to_json() for d in HaarDetector().detect(load_image(photo))]
+    assert boxes == expected and boxes
+    big = max(b["w"] for b in boxes) + 50
+    none = run_cli("predict", str(photo), "--detect", "--detector", "haar", "--min-face", str(big))
+    assert none.returncode == 0 and "no face found" in none.stdout, none.stdout
