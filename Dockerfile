@@ -10,7 +10,7 @@
 #   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD:/work" xemotion-export verify
 #
 #   docker build -t xemotion .
-#       the runtime (default target): onnxruntime, the shipped model, OpenCV's face detector and pyarrow
+#       the runtime (default target): onnxruntime, the shipped models (BlazeFace too), OpenCV (Haar) and pyarrow
 #       (classify to Parquet); no TensorFlow, no build tools. --build-arg RUNTIME_EXTRAS= leaves OpenCV and
 #       pyarrow out (classify then writes CSV only).
 #   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD:/work" xemotion predict --detect photo.jpg --annotate faces.png

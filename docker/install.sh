@@ -112,6 +112,8 @@ PY
     # --detect: the shipped BlazeFace model runs on onnxruntime everywhere (one face on a golden photo);
     # --detector haar where OpenCV is installed, else the install hint (exit 3).
     photo=$(python -c "from xruntime_emotion.check.golden import golden_dir; print(golden_dir() / 'detector' / 'photo_1.png')")
+    python -c "import xruntime_emotion as x, pathlib; from xruntime_emotion.runtime.detect import BLAZEFACE as m
+assert m.is_file() and m.resolve().is_relative_to(pathlib.Path(x.__file__).resolve().parent), m  # in the package"
     xemotion predict --detect "$photo" --json detect.json
     python -c "import json; r = json.load(open('detect.json'))['results'][0]; assert len(r['faces']) == 1, r"
     if python -c "import cv2" 2>/dev/null; then
