@@ -30,11 +30,18 @@ golden_app = typer.Typer(help="The golden vectors that `verify` checks against."
 app.add_typer(golden_app, name="golden")
 
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON to this file.")]
+# Which model `predict` and `classify` run (xruntime_emotion.runtime.classifier.ModelSpec).
+ModelOpt = Annotated[Path | None, typer.Option(help="An .onnx, .tflite, or weights file (default: shipped).")]
+TargetOpt = Annotated[str | None, typer.Option(help="Pick the backend of a target (cpu, imx8mp, imx93).")]
+ArtifactsOpt = Annotated[Path, typer.Option(help="Where --target finds its artifacts.")]
+RuntimeOpt = Annotated[str | None, typer.Option(help="Force a runtime: onnxruntime, litert, tflite_runtime...")]
+DelegateOpt = Annotated[str | None, typer.Option(help="External TFLite delegate (.so).")]
 DetectorOpt = Annotated[
     str, typer.Option(help="With --detect: blazeface (shipped DNN, the default) or haar (OpenCV's cascade).")
 ]
 MinFaceOpt = Annotated[
-    int | None, typer.Option(help="With --detect --detector haar: the smallest face side searched, in pixels [30].")
+    int | None,
+    typer.Option(help="With --detect --detector haar: the smallest face side searched, in pixels (default 30)."),
 ]
 MarginOpt = Annotated[float, typer.Option(help="With --detect: context added around each face box, per side.")]
 WeightsOpt = Annotated[
@@ -170,11 +177,11 @@ def export(
 @app.command()
 def predict(
     images: Annotated[list[Path], typer.Argument(help="Face crops (any size; grey or RGB), or photos with --detect.")],
-    model: Annotated[Path | None, typer.Option(help="An .onnx, .tflite, or weights file (default: shipped).")] = None,
-    target: Annotated[str | None, typer.Option(help="Pick the backend of a target (cpu, imx8mp, imx93).")] = None,
-    artifacts: Annotated[Path, typer.Option(help="Where --target finds its artifacts.")] = Path("artifacts"),
-    runtime: Annotated[str | None, typer.Option(help="Force a runtime: onnxruntime, litert, tflite_runtime...")] = None,
-    delegate: Annotated[str | None, typer.Option(help="External TFLite delegate (.so).")] = None,
+    model: ModelOpt = None,
+    target: TargetOpt = None,
+    artifacts: ArtifactsOpt = Path("artifacts"),
+    runtime: RuntimeOpt = None,
+    delegate: DelegateOpt = None,
     threads: Annotated[int | None, typer.Option(help="Runtime threads.")] = None,
     detect: Annotated[
         bool, typer.Option("--detect", help="Whole photos: find the faces (see --detector) and classify each.")
@@ -292,27 +299,32 @@ def classify(
         Path, typer.Option("--output", "-o", help="A Parquet dataset (a folder of part files), or a .csv file.")
     ],
     column: Annotated[
-        str | None, typer.Option(help="A table's column of paths, or (Parquet) of image bytes [default: path].")
+        str | None, typer.Option(help="A table's column of paths, or (Parquet) of image bytes (default: path).")
     ] = None,
-    model: Annotated[Path | None, typer.Option(help="An .onnx, .tflite, or weights file (default: shipped).")] = None,
-    target: Annotated[str | None, typer.Option(help="Pick the backend of a target (cpu, imx8mp, imx93).")] = None,
-    artifacts: Annotated[Path, typer.Option(help="Where --target finds its artifacts.")] = Path("artifacts"),
-    runtime: Annotated[str | None, typer.Option(help="Force a runtime: onnxruntime, litert, tflite_runtime...")] = None,
-    delegate: Annotated[str | None, typer.Option(help="External TFLite delegate (.so).")] = None,
+    model: ModelOpt = None,
+    target: TargetOpt = None,
+    artifacts: ArtifactsOpt = Path("artifacts"),
+    runtime: RuntimeOpt = None,
+    delegate: DelegateOpt = None,
     detect: Annotated[
         bool, typer.Option("--detect", help="Whole photos: one row per face found (box, face index), or a null face.")
     ] = False,
     detector: DetectorOpt = "blazeface",
     margin: MarginOpt = 0.05,
     min_face: MinFaceOpt = None,
-    engine: Annotated[str, typer.Option(help="local (one machine, streaming) or ray (Ray Data; the [ray] extra).")] = (
+    engine: Annotated[str, typer.Option(help="local (one machine, streaming) or ray (Ray Data; the ray extra).")] = (
         "local"
     ),
     workers: Annotated[
         int | None,
-        typer.Option(help="local: decode threads [cores - 1; 0: decode between model calls]; ray: model actors [1]."),
+        typer.Option(
+            help="local: decode threads (default: cores - 1; 0 decodes between model calls); "
+            "ray: model actors (default 1)."
+        ),
     ] = None,
-    threads: Annotated[int | None, typer.Option(help="Inference threads [all cores; ray: CPUs per actor].")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Inference threads (default: all cores; ray: the CPUs per actor).")
+    ] = None,
     address: Annotated[
         str | None, typer.Option(help="ray: join this running cluster (e.g. auto, or ray://head:10001).")
     ] = None,
@@ -379,7 +391,7 @@ def classify(
 def info(
     model: Annotated[
         Path | None,
-        typer.Argument(help="An .onnx, .tflite, .npz or DeepFace .h5 file [default: list the shipped ones]."),
+        typer.Argument(help="An .onnx, .tflite, .npz or DeepFace .h5 file (default: list the shipped ones)."),
     ] = None,
     json_path: JsonOpt = None,
 ) -> None:
