@@ -323,3 +323,21 @@ def test_a_terminal_sees_progress_with_faces_per_second(small: Path) -> None:
     drawn = on_a_terminal(["classify", str(small), "-o", str(small.parent / "tty.csv"), "--batch", "8"])
     assert re.search(rb"classify [^\n]*\d+/305[^\n]*faces/s", drawn), drawn[-2000:]
     assert b"every input is in" in drawn and b"305 rows for 305 of 305 inputs" in drawn
+
+
+def test_a_run_that_fails_before_its_first_part_leaves_nothing(
+    small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing half-made under the output's name, so the same command can simply be run again."""
+    from xruntime_emotion.batch import engines
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise XEmotionError("the model failed")
+
+    monkeypatch.setattr(engines, "classify_decoded", broken)
+    for out in (tmp_path / "o.parquet", tmp_path / "o.csv"):
+        with pytest.raises(XEmotionError, match="the model failed"):
+            classify(small, out)
+        assert not out.exists()
+    monkeypatch.undo()
+    assert classify(small, tmp_path / "o.csv").present == 305  # no --resume needed

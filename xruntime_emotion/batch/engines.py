@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from xruntime_emotion.batch.sinks import Sink
 from xruntime_emotion.batch.sources import Item, Source
 from xruntime_emotion.batch.work import Faces, Rows, classify_decoded, decode_all
-from xruntime_emotion.errors import XEmotionError
+from xruntime_emotion.errors import XEmotionError, require
 from xruntime_emotion.runtime.classifier import ModelSpec
 from xruntime_emotion.util import sha256_file
 
@@ -85,16 +85,28 @@ def run_local(
 
 
 Engine = Callable[[Source, Callable[[int], bool], Sink, ModelSpec, Settings, Progress], set[str]]
-ENGINES: dict[str, str] = {  # name -> "module:function", imported when chosen (Ray is an optional extra)
-    "local": "xruntime_emotion.batch.engines:run_local",
-    "ray": "xruntime_emotion.batch.ray_engine:run_ray",
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    run: str  # "module:function", imported when chosen
+    needs: tuple[tuple[str, str], ...] = ()  # (module, pip extra) it cannot start without
+
+
+ENGINES: dict[str, EngineSpec] = {
+    "local": EngineSpec("xruntime_emotion.batch.engines:run_local"),
+    "ray": EngineSpec("xruntime_emotion.batch.ray_engine:run_ray", (("ray.data", "ray"), ("pyarrow", "ray"))),
 }
 
 
 def engine(name: str) -> Engine:
+    """The engine of that name, its dependencies checked (before anything is written)."""
     if name not in ENGINES:
         raise XEmotionError(f"unknown engine {name!r}; choose from: {', '.join(ENGINES)}")
-    module, _, function = ENGINES[name].partition(":")
+    spec = ENGINES[name]
+    for module, extra in spec.needs:
+        require(module, extra)
+    module, _, function = spec.run.partition(":")
     return getattr(importlib.import_module(module), function)  # type: ignore[no-any-return]
 
 

@@ -91,7 +91,7 @@ def run_ray(
             fn_constructor_args=(spec, settings, threads),
             batch_size=settings.batch,
             batch_format="pyarrow",
-            concurrency=workers,
+            compute=ray.data.ActorPoolStrategy(size=workers),
             num_cpus=threads,
         )
         used: set[str] = set()

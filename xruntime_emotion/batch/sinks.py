@@ -100,11 +100,10 @@ class ParquetSink(_Buffered):
             raise DataError(f"{folder}: already holds results; pass --resume to continue them, or name a new folder")
         if resume and (folder / META).exists():
             self._check(meta)
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob(".part-*"):  # a named temporary a killed run left (where O_TMPFILE is missing)
-            stale.unlink(missing_ok=True)
-        if not (folder / META).exists():
-            write_text_atomic(folder / META, json.dumps(meta, indent=1) + "\n")
+        if folder.is_dir():
+            for stale in folder.glob(".part-*"):  # a named temporary a killed run left (no O_TMPFILE there)
+                stale.unlink(missing_ok=True)
+        self.meta = meta  # written with the first part: a run that fails before any leaves no folder
         self.next = max((int(_PART.fullmatch(p.name)[1]) for p in existing), default=-1) + 1  # type: ignore[index]
 
     def _parts(self) -> list[Path]:
@@ -142,6 +141,9 @@ class ParquetSink(_Buffered):
         table = to_arrow(rows, self.detect)
         path = self.folder / f"part-{self.next:06d}.parquet"
         try:
+            if not (self.folder / META).exists():
+                self.folder.mkdir(parents=True, exist_ok=True)
+                write_text_atomic(self.folder / META, json.dumps(self.meta, indent=1) + "\n")
             with atomic_path(path) as tmp:
                 self.pq.write_table(table, tmp)
         except OSError as exc:
@@ -178,8 +180,6 @@ class CsvSink(_Buffered):
         self._done = _empty()
         if resume and path.exists() and path.stat().st_size:
             self._done = self._repair(model_sha256)
-        else:
-            write_text_atomic(path, ",".join(self.names) + "\n")
 
     def _repair(self, model_sha256: str) -> np.ndarray:
         """Read what a previous run wrote; keep only inputs whose rows are all there (cut a torn tail)."""
@@ -215,6 +215,8 @@ class CsvSink(_Buffered):
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerows(zip(*([_cell(v) for v in rows[n]] for n in self.names)))
         try:
+            if not self.path.exists() or not self.path.stat().st_size:  # the header comes with the first part
+                write_text_atomic(self.path, ",".join(self.names) + "\n")
             with open(self.path, "a", encoding="utf-8", newline="") as f:
                 f.write(buffer.getvalue())
                 f.flush()
