@@ -145,7 +145,7 @@ def score(detector: Detector, scenes: list[Scene]) -> tuple[float, float, float]
 
 
 def fit_framing(detector: BlazeFaceDetector, scenes: list[Scene]) -> np.ndarray:
-    """The least-squares FER framing map (13,3) for ``detector``'s raw detections on ``scenes``.
+    """The least-squares FER framing map (15,3) for ``detector``'s raw detections on ``scenes``.
 
     Each raw detection whose centre lies within a third of a side of a true square's centre is a sample;
     the targets are that square's centre offset and log side, relative to the raw box side.
