@@ -61,7 +61,8 @@ def make_photo(
     return np.asarray(photo), boxes
 
 
-def _boxes(found: list[Detection]) -> list[list[float]]:
+def boxes(found: list[Detection]) -> list[list[float]]:
+    """Detections as recorded: [x, y, w, h, score] each."""
     return [[d.box.x, d.box.y, d.box.w, d.box.h, round(float(d.score), 4)] for d in found]
 
 
@@ -85,7 +86,7 @@ def record(directory: Path) -> dict[str, Any]:
             continue  # not installed here: not recorded (verify says so)
         recorded[name] = {
             "model_sha256": sha256_file(kind.model) if kind.model else None,
-            "boxes": [_boxes(det.detect(p)) for p in photos],
+            "boxes": [boxes(det.detect(p)) for p in photos],
             "versions": versions("onnxruntime", "opencv-python-headless", "numpy", "pillow"),
         }
     return {"photos": entries, "tolerance": TOLERANCE, "recorded": recorded}
@@ -137,7 +138,7 @@ def check(section: dict[str, Any]) -> None:
     for name, rec in section["recorded"].items():
         if len(rec["boxes"]) != len(section["photos"]):
             raise ValueError(f"detectors.recorded.{name}: one list of boxes per photo is needed")
-        for boxes in rec["boxes"]:
-            for b in boxes:
+        for listed in rec["boxes"]:
+            for b in listed:
                 if len(b) != 5 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b):
                     raise TypeError(f"detectors.recorded.{name}: a box is [x, y, w, h, score]")

@@ -176,7 +176,8 @@ def _judge_detector(name: str, gs: G.GoldenSet, directory: Path) -> PairResult:
     except MissingDependencyError as exc:
         return PairResult(pair, f"detector:{name}", kind.runtime, "skipped", str(exc))
     photos = detector_golden.photos(directory, section)
-    errors = [detector_golden.box_error(_found(detector, p), want) for p, want in zip(photos, rec["boxes"])]
+    found = [detector_golden.boxes(detector.detect(p)) for p in photos]
+    errors = [detector_golden.box_error(got, want) for got, want in zip(found, rec["boxes"])]
     worst, limit = max(errors), section["tolerance"]["max_px"]
     boxes = sum(len(b) for b in rec["boxes"])
     checks = {"max_box_px": worst, "boxes": boxes, "cases": len(photos)}
@@ -190,10 +191,6 @@ def _judge_detector(name: str, gs: G.GoldenSet, directory: Path) -> PairResult:
         else f"photo {bad}: a box is {worst:g} px from the recorded one (> {limit})"
     )
     return PairResult(pair, f"detector:{name}", kind.runtime, "failed", why, checks)
-
-
-def _found(detector: Any, photo: np.ndarray) -> list[list[float]]:
-    return [[d.box.x, d.box.y, d.box.w, d.box.h, float(d.score)] for d in detector.detect(photo)]
 
 
 def _preflight(artifacts: Path, asked: list[str], weights: str) -> dict[str, str]:

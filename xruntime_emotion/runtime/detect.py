@@ -475,9 +475,9 @@ def build_detector(name: str = DEFAULT_DETECTOR, **options: Any) -> Detector:
 
 
 @functools.cache
-def detector(name: str = DEFAULT_DETECTOR) -> Detector:
-    """The shared detector of that name, with its default settings (both kinds are thread-safe)."""
-    return build_detector(name)
+def detector(name: str = DEFAULT_DETECTOR, **options: Any) -> Detector:
+    """The shared detector of that name and settings, made once per process (both kinds are thread-safe)."""
+    return build_detector(name, **options)
 
 
 def default_detector() -> Detector:
