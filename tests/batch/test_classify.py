@@ -158,6 +158,8 @@ def test_bad_sources_and_columns_are_one_clear_error(small: Path, tmp_path: Path
         with pytest.raises(XEmotionError, match=message):
             classify(source, tmp_path / "out.parquet", column=column)
     assert not (tmp_path / "out.parquet").exists()  # nothing written for a bad source
+    with pytest.raises(XEmotionError, match="no images found"):  # in memory too: never an empty "result"
+        classify_table(tmp_path / "empty")
 
 
 def test_an_existing_output_is_continued_only_with_resume_and_the_same_run(small: Path, tmp_path: Path) -> None:

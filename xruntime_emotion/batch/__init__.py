@@ -26,7 +26,7 @@ from xruntime_emotion.batch.sources import Source, open_source
 from xruntime_emotion.batch.work import Faces, columns
 from xruntime_emotion.errors import XEmotionError
 from xruntime_emotion.runtime.classifier import ModelSpec
-from xruntime_emotion.runtime.detect import DEFAULT_DETECTOR
+from xruntime_emotion.runtime.detect import DEFAULT_DETECTOR, MARGIN
 from xruntime_emotion.util import sha256_file
 
 PART_ROWS = 8192  # rows per Parquet part (and per CSV append)
@@ -70,7 +70,8 @@ def _run(
     settings: Settings,
     engine_name: str,
     on_progress: OnProgress | None,
-) -> tuple[Sink, Report]:
+    output: str | None = None,
+) -> Report:
     t0 = time.perf_counter()
     run = engine(engine_name)
     sha = sha256_file(spec.open(1).backend.path)  # a bad model fails here, before anything is written
@@ -97,7 +98,7 @@ def _run(
     tally = sink.tally(source.total)
     report = Report(
         source.description,
-        None,
+        output,
         engine_name,
         source.total,
         resumed,
@@ -113,7 +114,15 @@ def _run(
             f"the output holds {tally.inputs} of {source.total} inputs ({tally.missing} missing); "
             "run again with --resume to finish it"
         )
-    return sink, report
+    return report
+
+
+def _inputs(source: str | os.PathLike[str], column: str | None) -> Source:
+    """The source's inputs; a source with none is an error, never an empty result."""
+    src = open_source(source, column)
+    if src.total == 0:
+        raise XEmotionError(f"{os.fspath(source)}: no images found")
+    return src
 
 
 def _settings(
@@ -135,7 +144,7 @@ def classify(
     model: ModelSpec | str | os.PathLike[str] | None = None,
     column: str | None = None,
     detect: bool = False,
-    margin: float = 0.05,
+    margin: float = MARGIN,
     detector: str = DEFAULT_DETECTOR,
     detector_options: Mapping[str, Any] | None = None,
     engine: str = "local",
@@ -156,9 +165,7 @@ def classify(
     settings = _settings(
         detect, margin, detector, detector_options, batch=batch, workers=workers, threads=threads, address=address
     )
-    src = open_source(source, column)
-    if src.total == 0:
-        raise XEmotionError(f"{os.fspath(source)}: no images found")
+    src = _inputs(source, column)
     spec = _spec(model)
     out_path = Path(out)
     meta = {
@@ -169,15 +176,15 @@ def classify(
         "columns": [c.name for c in columns(detect)],
         "detect": [margin, detector, dict(detector_options or {})] if detect else None,
     }
-    _, report = _run(
+    return _run(
         src,
         lambda sha: _sink(out_path, {**meta, "model_sha256": sha}, detect, resume, part_rows),
         spec,
         settings,
         engine,
         on_progress,
+        str(out_path),
     )
-    return Report(**{**report.to_json(), "output": str(out_path)})
 
 
 def classify_table(
@@ -186,7 +193,7 @@ def classify_table(
     model: ModelSpec | str | os.PathLike[str] | None = None,
     column: str | None = None,
     detect: bool = False,
-    margin: float = 0.05,
+    margin: float = MARGIN,
     detector: str = DEFAULT_DETECTOR,
     detector_options: Mapping[str, Any] | None = None,
     engine: str = "local",
@@ -200,7 +207,7 @@ def classify_table(
     settings = _settings(
         detect, margin, detector, detector_options, batch=batch, workers=workers, threads=threads, address=address
     )
-    src = open_source(source, column)
+    src = _inputs(source, column)
     sink = MemorySink(detect)
     _run(src, lambda _sha: sink, _spec(model), settings, engine, None)
     return sink.table()

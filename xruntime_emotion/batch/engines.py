@@ -19,7 +19,7 @@ from itertools import islice
 from typing import Any, TypeVar
 
 from xruntime_emotion.batch.sinks import Sink
-from xruntime_emotion.batch.sources import Item, Source
+from xruntime_emotion.batch.sources import Source
 from xruntime_emotion.batch.work import Faces, Rows, classify_decoded, decode_all
 from xruntime_emotion.errors import XEmotionError, require
 from xruntime_emotion.runtime.classifier import ModelSpec
@@ -110,4 +110,4 @@ def engine(name: str) -> Engine:
     return getattr(importlib.import_module(module), function)  # type: ignore[no-any-return]
 
 
-__all__ = ["ENGINES", "Item", "Settings", "chunks", "engine", "run_local"]
+__all__ = ["ENGINES", "Settings", "chunks", "engine", "run_local"]

@@ -24,6 +24,7 @@ from xruntime_emotion.runtime.classifier import ModelSpec
 from xruntime_emotion.util import sha256_file
 
 BLOCK = 1024  # the most inputs per dataset block handed to Ray
+_INPUT = ("index", "path", "data")  # the columns of those blocks
 
 
 class Classify:
@@ -38,9 +39,6 @@ class Classify:
         items = [Item(int(i), str(p), d) for i, p, d in zip(*(batch.column(c).to_pylist() for c in _INPUT))]
         detect = self.settings.faces is not None
         return to_arrow(classify_decoded(self.clf, decode_all(items, self.settings.faces), self.sha, detect), detect)
-
-
-_INPUT = ("index", "path", "data")
 
 
 def _blocks(items: list[Item], size: int) -> Iterator[Any]:
@@ -62,8 +60,7 @@ def run_ray(
 ) -> set[str]:
     """Classify every input not skipped into ``sink`` with Ray Data; returns the sha256 of every model file
     the actors ran (on a cluster, one per node's copy)."""
-    ray = require("ray", "ray")
-    require("ray.data", "ray")
+    ray = require("ray", "ray")  # ray.data and pyarrow: checked by ``engine("ray")``
     started = not ray.is_initialized()
     if started:
         ray.init(
@@ -99,8 +96,7 @@ def run_ray(
             rows = batch.to_pydict()
             used.update(rows["model_sha256"])
             sink.write(rows)
-            faces = sum(1 for e, p in zip(rows["error"], rows["label"]) if e is None and p is not None)
-            step(len(set(rows["index"])), faces)
+            step(len(set(rows["index"])), sum(label is not None for label in rows["label"]))
         return used
     finally:
         if started:

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from xruntime_emotion.atomic import atomic_path, write_text_atomic
-from xruntime_emotion.batch.work import Rows, columns, to_arrow
+from xruntime_emotion.batch.work import Rows, arrow_schema, columns, to_arrow
 from xruntime_emotion.errors import DataError, XEmotionError, require
 
 META = "_xemotion.json"  # beside the parts; Parquet readers skip names starting with "_" or "."
@@ -254,8 +254,6 @@ class MemorySink:
 
     def table(self) -> Any:
         pa = require("pyarrow", "classify")
-        from xruntime_emotion.batch.work import arrow_schema
-
         return pa.concat_tables(self.tables) if self.tables else arrow_schema(self.detect).empty_table()
 
     def tally(self, total: int) -> Tally:

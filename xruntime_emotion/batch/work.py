@@ -9,7 +9,6 @@ the reason (the other result columns are then null). Probabilities are float32, 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from xruntime_emotion.batch.sources import Item
 from xruntime_emotion.errors import ImageError, XEmotionError, require
 from xruntime_emotion.model.ir import LABELS
 from xruntime_emotion.runtime.classifier import EmotionClassifier
+from xruntime_emotion.runtime.detect import DEFAULT_DETECTOR, MARGIN, detector, find_faces
 from xruntime_emotion.runtime.preprocess import load_image, prepare
 
 BOX = ("x", "y", "w", "h")
@@ -63,14 +63,12 @@ def to_arrow(rows: Rows, detect: bool) -> Any:
 class Faces:
     """The face detector's part of a run (``--detect``), picklable for worker processes."""
 
-    margin: float = 0.05
-    detector: str = "blazeface"  # a name in ``xruntime_emotion.runtime.detect.DETECTORS``
+    margin: float = MARGIN
+    detector: str = DEFAULT_DETECTOR  # a name in ``xruntime_emotion.runtime.detect.DETECTORS``
     options: tuple[tuple[str, Any], ...] = ()  # its settings, e.g. (("min_size", 40),) for haar
 
     def find(self, image: np.ndarray) -> tuple[list[Any], list[np.ndarray]]:
         """Boxes and their crops, left to right, as ``analyze`` makes them."""
-        from xruntime_emotion.runtime.detect import find_faces
-
         _, found = find_faces(image, margin=self.margin, detector=_detector(self.detector, self.options))
         return [d.box for d, _ in found], [crop for _, crop in found]
 
@@ -79,21 +77,12 @@ class Faces:
         _detector(self.detector, self.options)
 
 
-_DETECTORS: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
-_LOCK = threading.Lock()
-
-
 def _detector(name: str, options: tuple[tuple[str, Any], ...]) -> Any:
-    """One detector per name and settings in this process (detectors are thread-safe)."""
-    from xruntime_emotion.runtime.detect import build_detector
-
-    with _LOCK:
-        if (name, options) not in _DETECTORS:
-            try:
-                _DETECTORS[name, options] = build_detector(name, **dict(options))
-            except ValueError as exc:
-                raise XEmotionError(str(exc)) from None
-        return _DETECTORS[name, options]
+    """The process's shared detector of that name and settings."""
+    try:
+        return detector(name, **dict(options))
+    except ValueError as exc:  # an unknown name or setting
+        raise XEmotionError(str(exc)) from None
 
 
 @dataclass(frozen=True)
