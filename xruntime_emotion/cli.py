@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -235,11 +236,11 @@ def _detector_options(name: str, min_face: int | None) -> dict[str, Any]:
 
 
 def _detector(name: str, min_face: int | None) -> Any:
-    from xruntime_emotion.runtime.detect import build_detector
+    from xruntime_emotion.runtime.detect import detector
 
     options = _detector_options(name, min_face)
     with native_output():
-        return build_detector(name, **options)
+        return detector(name, **options)
 
 
 def _predict_photos(
@@ -349,8 +350,6 @@ def classify(
         task = bar.add_task("classify", total=None, rate="")
 
         def step(done: int, total: int, faces: int) -> None:
-            import time
-
             rate = faces / max(time.perf_counter() - t0, 1e-9)
             bar.update(task, completed=done, total=total, rate=f"{rate:,.0f} faces/s")
 

@@ -76,7 +76,7 @@ def _stamp(path: Path) -> str:
 def _walk(folder: Path) -> list[str]:
     """Image files under ``folder``, recursively, sorted (folders entered in name order)."""
     found: list[str] = []
-    for root, dirs, files in os.walk(folder, onerror=None):
+    for root, dirs, files in os.walk(folder):
         dirs.sort()
         found.extend(os.path.join(root, f) for f in sorted(files) if f.lower().endswith(IMAGE_SUFFIXES))
     return found
