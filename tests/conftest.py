@@ -20,20 +20,52 @@ ALL = list(exported_formats())
 FUZZED = [f.name for f in FORMATS.values() if f.exported and f.runs_on_host]  # every host-run kind
 
 
+DATA_MARK = "fer2013"  # tests that need the full data set: `pytest -m fer2013 --require-data` runs just them
+DATA_FIXTURES = frozenset({"data_dir", "fer", "happy_jpg"})  # asking for one of these marks a test
+
+
 def need(condition: bool, why: str) -> None:
     """Fail in CI, skip on a developer machine."""
     if not condition:
         (pytest.fail if IN_CI else pytest.skip)(why)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--require-data",
+        action="store_true",
+        help="fail (rather than skip) the tests marked fer2013 when $XEMOTION_DATA lacks FER2013 (CI's data step)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{DATA_MARK}: needs the full FER2013 set from $XEMOTION_DATA")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(DATA_MARK)
+
+
+def _fer2013_root() -> Path | None:
+    root = os.environ.get("XEMOTION_DATA")
+    return Path(root) if root and Path(root, "fer2013", "fer2013.npz").is_file() else None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked fer2013 skips without the data set (CI too), except under --require-data, where it fails."""
+    if item.get_closest_marker(DATA_MARK) and _fer2013_root() is None:
+        why = "needs FER2013: set XEMOTION_DATA to a folder holding fer2013/fer2013.npz"
+        (pytest.fail if item.config.getoption("--require-data") else pytest.skip)(why)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    root = os.environ.get("XEMOTION_DATA")
-    need(
-        bool(root) and Path(root, "fer2013", "fer2013.npz").is_file(),
-        "XEMOTION_DATA with fer2013/fer2013.npz is required",
-    )
-    return Path(root)  # type: ignore[arg-type]
+    root = _fer2013_root()
+    assert root is not None  # pytest_runtest_setup skipped or failed the test already
+    return root
 
 
 @pytest.fixture(scope="session")
