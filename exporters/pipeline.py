@@ -33,7 +33,7 @@ from xruntime_emotion.model.calibration import (
     calibration_sample,
     shipped_sample,
 )
-from xruntime_emotion.model.catalog import FORMATS, Format, Precision, exported_formats, get_target
+from xruntime_emotion.model.catalog import FORMATS, Format, Precision, exportable_formats, exported_formats, get_target
 from xruntime_emotion.model.data import load_fer2013, to_input
 from xruntime_emotion.model.ir import ModelIR
 from xruntime_emotion.model.synthetic import synthetic_inputs
@@ -125,7 +125,7 @@ def producer(fmt: Format) -> Callable[[ExportContext], Made]:
     """The function a catalog row names as its producer ("module:function"), imported now."""
     module, _, name = fmt.producer.partition(":")
     if not module or not name:
-        raise ExportError(f"{fmt.name} has no exporter; choose from {', '.join(exported_formats())}")
+        raise ExportError(f"{fmt.name} has no exporter; choose from {', '.join(exportable_formats())}")
     fn: Callable[[ExportContext], Made] = getattr(importlib.import_module(module), name)
     return fn
 
@@ -134,7 +134,10 @@ def rows(formats: list[str], via: str = "auto") -> list[Format]:
     """The catalog rows for ``formats``; ``onnx`` becomes the IR-made ``onnx-ir`` when ``via`` resolves to ir."""
     unknown = [f for f in formats if f not in FORMATS or not FORMATS[f].producer]
     if unknown:
-        raise ExportError(f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(exported_formats())}")
+        raise ExportError(
+            f"unknown format(s) {', '.join(unknown)}; choose from {', '.join(exportable_formats())} "
+            "(`xemotion export --help` says what each is)"
+        )
     resolved = resolve_via(via)
     out: list[Format] = []
     for f in formats:

@@ -17,7 +17,7 @@ from xruntime_emotion._version import __version__
 from xruntime_emotion.atomic import write_output
 from xruntime_emotion.console import SETTINGS, Summary, err, native_output, out, steps
 from xruntime_emotion.errors import XEmotionError
-from xruntime_emotion.model.catalog import exported_formats
+from xruntime_emotion.model.catalog import describe_formats, exported_formats
 from xruntime_emotion.runtime.integrity import EXPORT_MANIFEST
 
 app = typer.Typer(
@@ -96,11 +96,11 @@ def _load_ir(weights: Path | None) -> Any:
 
 
 # --------------------------------------------------------------------------------------------- export
-@app.command()
+@app.command(epilog="Formats:\n\n" + "\n\n".join(describe_formats()))
 def export(
     format: Annotated[
         list[str] | None,
-        typer.Option("--format", "-f", help=f"{', '.join(exported_formats())} (repeatable)."),
+        typer.Option("--format", "-f", help="A format (repeatable); the formats are listed below."),
     ] = None,
     all_formats: Annotated[bool, typer.Option("--all", help=f"All of {', '.join(exported_formats())}.")] = False,
     target: Annotated[str | None, typer.Option(help="Build what a target needs: cpu, imx8mp, imx93.")] = None,
@@ -778,7 +778,25 @@ def bench(
 def main() -> None:
     """Entry point: domain errors become one line and an exit code, never a traceback."""
     try:
-        app()  # standalone: usage errors print their own message and exit 2
+        from typer._click import exceptions as click  # typer >= 0.22 carries its own Click
+    except ImportError:  # pragma: no cover - older typer
+        from click import exceptions as click  # type: ignore[no-redef]
+
+    try:
+        code = app(prog_name="xemotion", standalone_mode=False)  # usage errors come here, not in a framed box
+    except click.NoArgsIsHelpError as exc:  # bare `xemotion` or `xemotion golden`: the help
+        help_text = exc.format_message()  # empty where Rich has drawn it already
+        if help_text.strip():
+            print(help_text)
+        sys.exit(0)
+    except click.UsageError as exc:
+        hint = f"; see '{exc.ctx.command_path} --help'" if exc.ctx else ""
+        message = exc.format_message().rstrip(".")
+        err.print(f"[red]error:[/red] {_t(message)}{_t(hint)}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:  # Ctrl-C
+        err.print("[red]error:[/red] interrupted", highlight=False)
+        sys.exit(130)
     except XEmotionError as exc:
         # escape: install hints like xemotion[detect] are not Rich markup
         err.print(f"[red]error:[/red] {_t(exc)}", highlight=False, soft_wrap=True)
@@ -787,6 +805,8 @@ def main() -> None:
         where = f"{exc.filename}: " if exc.filename else ""
         err.print(f"[red]error:[/red] {_t(where)}{_t(exc.strerror or exc)}", highlight=False, soft_wrap=True)
         sys.exit(1)
+    if isinstance(code, int) and code:  # typer.Exit(code) and --help's exit come back as a number
+        sys.exit(code)
 
 
 if __name__ == "__main__":

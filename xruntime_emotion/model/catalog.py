@@ -171,6 +171,20 @@ def exported_formats() -> tuple[str, ...]:
     return tuple(f.name for f in FORMATS.values() if f.exported)
 
 
+def exportable_formats() -> tuple[str, ...]:
+    """Every kind `export --format` takes: those of `--all` first, then the others, in catalog order."""
+    rows = [f for f in FORMATS.values() if f.producer]
+    return tuple(f.name for f in sorted(rows, key=lambda f: not f.exported))
+
+
+def describe_formats() -> list[str]:
+    """One line per exportable kind: its name, file and what it is (for `export --help`)."""
+    return [
+        f"{f.name}: {f.filename}, {f.description}{'' if f.exported else ' (not in --all)'}"
+        for f in (FORMATS[n] for n in exportable_formats())
+    ]
+
+
 def by_filename() -> dict[str, Format]:
     """Artifact file name -> its row, for every kind `export` writes (weights are an input, not listed)."""
     return {f.filename: f for f in FORMATS.values() if f.producer}
