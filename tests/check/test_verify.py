@@ -65,6 +65,15 @@ def test_verify_reports_what_it_checked(report: dict[str, Any]) -> None:
     assert vela["status"] == "skipped" and "NPU" in vela["reason"]
 
 
+def test_a_narrowed_verify_lists_only_what_it_was_asked_for(artifacts: Path) -> None:
+    """`--format onnx` and `--target imx8mp` did not ask for the Vela file: it is not listed as skipped."""
+    for kwargs in ({"formats": ["onnx"]}, {"target": "imx8mp"}):
+        rep = verify(artifacts, **kwargs)
+        assert rep["passed"] and not [r for r in rep["results"] if r["format"] == "vela"], (kwargs, rep["results"])
+    rep = verify(artifacts, formats=["vela"])
+    assert [r["status"] for r in rep["results"] if r["format"] == "vela"] == ["skipped"]
+
+
 def test_cross_producer_agreement(report: dict[str, Any]) -> None:
     row = next(r for r in report["results"] if r["pair"].startswith("onnx (tf2onnx) vs"))
     assert row["status"] == "passed" and row["checks"]["max_abs_diff"] <= 1e-6
