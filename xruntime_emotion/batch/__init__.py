@@ -24,7 +24,7 @@ from xruntime_emotion.batch.engines import ENGINES, Settings, engine
 from xruntime_emotion.batch.sinks import CsvSink, MemorySink, ParquetSink, Sink
 from xruntime_emotion.batch.sources import Source, open_source
 from xruntime_emotion.batch.work import Faces, columns
-from xruntime_emotion.errors import XEmotionError
+from xruntime_emotion.errors import XEmotionError, require
 from xruntime_emotion.runtime.classifier import ModelSpec
 from xruntime_emotion.runtime.detect import DEFAULT_DETECTOR, MARGIN
 from xruntime_emotion.util import sha256_file
@@ -204,6 +204,7 @@ def classify_table(
 ) -> Any:
     """The result table of ``source`` as a ``pyarrow.Table``, in memory (for notebooks; ``classify``
     writes one to disk instead)."""
+    require("pyarrow", "classify")  # the table is pyarrow's: say so before any work, not after it
     settings = _settings(
         detect, margin, detector, detector_options, batch=batch, workers=workers, threads=threads, address=address
     )
