@@ -10,8 +10,8 @@ from xruntime_emotion.errors import MissingDependencyError
 
 
 def test_classify_table_without_pyarrow_fails_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    from xruntime_emotion import classify_table
     import xruntime_emotion.batch as batch
+    from xruntime_emotion import classify_table
     from xruntime_emotion.runtime.classifier import ModelSpec
 
     def no_work(*_a: object, **_k: object) -> None:
