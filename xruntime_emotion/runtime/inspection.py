@@ -12,8 +12,6 @@ size, so overlapping or shared data cannot blow up time or memory. Any malformed
 from __future__ import annotations
 
 import math
-import os
-import stat
 import struct
 from collections import Counter
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from xruntime_emotion.errors import ModelFileError
+from xruntime_emotion.util import read_bounded
 
 __all__ = ["ModelInfo", "Operator", "Tensor", "inspect_bytes", "inspect_file", "output_step"]
 
@@ -639,22 +638,7 @@ def inspect_bytes(data: bytes | bytearray | memoryview, kind: str | None = None)
 def inspect_file(path: str | Path, max_bytes: int = 512 * 2**20) -> ModelInfo:
     """Describe a model file; refuses non-regular files and files over ``max_bytes`` before reading them."""
     p = Path(path)
-    try:
-        st = os.stat(p)
-        if not stat.S_ISREG(st.st_mode):
-            raise ModelFileError(f"{p}: not a regular file")
-        if st.st_size > max_bytes:
-            raise ModelFileError(f"{p}: {st.st_size} bytes is more than the {max_bytes}-byte limit")
-        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-        with open(fd, "rb") as fh:
-            st = os.fstat(fh.fileno())  # the file that was opened, not the name that was checked
-            if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes:
-                raise ModelFileError(f"{p}: changed while being opened")
-            data = fh.read(max_bytes + 1)
-    except OSError as exc:
-        raise ModelFileError(f"{p}: cannot read model file ({exc.strerror or exc})") from None
-    if len(data) > max_bytes:
-        raise ModelFileError(f"{p}: grew past the {max_bytes}-byte limit while being read")
+    data = read_bounded(p, max_bytes, error=ModelFileError, what="model file")
     try:
         return inspect_bytes(data)
     except ModelFileError as exc:
