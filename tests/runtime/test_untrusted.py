@@ -227,6 +227,71 @@ def test_architectures_in_weights_files_are_validated(edit: dict, message: str, 
     assert Layer("x", LayerKind.DENSE, 7).units == 7  # the same checks pass a sane layer
 
 
+def _in_child(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Python ``code`` in a fresh process under a wall-clock bound: a hang fails the test instead of CI."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+
+
+def _h5_with_linked_kernel(path: Path, ir: ModelIR, how: str, tmp_path: Path) -> Path:
+    """DeepFace's layout, but the first kernel is named through a link in the middle of its path
+    (``weight_names = via/kernel:0``), each link leading to a well-formed kernel of the right shape."""
+    import h5py
+
+    from xruntime_emotion.model.h5io import write_deepface_h5
+
+    write_deepface_h5(ir, path)
+    kernel = ir.weights["conv2d"][0]
+    with h5py.File(path, "a") as f:
+        g = f["conv2d"]
+        del g["conv2d/kernel:0"]
+        g.attrs["weight_names"] = np.array([b"via/kernel:0", b"conv2d/bias:0"])
+        if how == "external-link":  # another file's numbers, all finite and of the right shape
+            with h5py.File(tmp_path / "other.h5", "w") as o:
+                o.create_dataset("g/kernel:0", data=np.full_like(kernel, 0.5))
+            g["via"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/g")
+        elif how == "soft-link":
+            f.create_dataset("elsewhere/kernel:0", data=np.zeros_like(kernel))
+            g["via"] = h5py.SoftLink("/elsewhere")
+        elif how == "external-link-to-fifo":
+            os.mkfifo(tmp_path / "pipe.h5")
+            g["via"] = h5py.ExternalLink(str(tmp_path / "pipe.h5"), "/g")
+    return path
+
+
+@pytest.mark.parametrize("how", ["external-link", "soft-link", "external-link-to-fifo"])
+def test_h5_links_in_the_middle_of_a_path_are_refused(how: str, tmp_path: Path, default_ir: ModelIR) -> None:
+    """Before: only a path's last component was looked at; ``via/kernel:0`` with ``via`` an external link read
+    the weights from another file, and one to a FIFO hung the loader."""
+    path = _h5_with_linked_kernel(tmp_path / "w.h5", default_ir, how, tmp_path)
+    kind = "ExternalLink" if how.startswith("external") else "SoftLink"
+    r = _in_child(
+        "from xruntime_emotion.model.ir import ModelIR\n"
+        "from xruntime_emotion.errors import WeightsError\n"
+        f"try:\n    ModelIR.load({str(path)!r})\n"
+        "except WeightsError as exc:\n    print(exc)\nelse:\n    print('loaded')"
+    )
+    assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 1, r.stdout + r.stderr[-2000:]
+    assert f"/conv2d/via is a {kind}; only plain datasets are read" in r.stdout, r.stdout
+    for args in (["info", str(path)], ["predict", "--model", str(path), str(_face_png(tmp_path))]):
+        _one_line_failure(run_cli(*args, timeout=60), f"/conv2d/via is a {kind}")
+
+
+def test_an_h5_weights_path_that_is_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    """Before: HDF5 opened a FIFO by its name and waited for a writer for ever."""
+    fifo = tmp_path / "weights.h5"
+    os.mkfifo(fifo)
+    r = _in_child(
+        "from xruntime_emotion.model.h5io import read_deepface_h5\n"
+        "from xruntime_emotion.errors import WeightsError\n"
+        f"try:\n    read_deepface_h5({str(fifo)!r})\nexcept WeightsError as exc:\n    print(exc)"
+    )
+    assert r.returncode == 0 and "not a regular file" in r.stdout, r.stdout + r.stderr[-2000:]
+    for args in (["info", str(fifo)], ["export", "--format", "onnx", "--via", "ir", "--weights", str(fifo),
+                                       "-o", str(tmp_path / "out")]):  # fmt: skip
+        _one_line_failure(run_cli(*args, timeout=60), "not a regular file")
+    assert not (tmp_path / "out").exists()
+
+
 # ------------------------------------------------------------------------------- 3. the golden set seal
 def test_the_golden_set_is_sealed(tmp_path: Path) -> None:
     """Before: NaN in expected.npz made every comparison pass, and a relaxed tolerance passed silently."""

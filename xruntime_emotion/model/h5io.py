@@ -14,10 +14,34 @@ import numpy as np
 
 from xruntime_emotion.errors import WeightsError
 from xruntime_emotion.model.architecture import Network
+from xruntime_emotion.util import open_regular
 
 
 def _s(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _walk(path: Path, group: Any, name: str) -> Any:
+    """``group[name]``, reached one hard link at a time: every component of the path is looked at as a link
+    (never followed to find out) before it is entered. A soft or external link anywhere on the way would
+    lead to another object or another file (a FIFO, say); ``a/ext/kernel`` is refused at ``ext``."""
+    import h5py
+
+    parts = name.split("/")
+    if any(part in ("", ".") for part in parts):
+        raise WeightsError(f"{path}: {name!r} under {group.name} is not a plain relative path")
+    item = group
+    for part in parts:
+        if not isinstance(item, h5py.Group):
+            raise WeightsError(f"{path}: {item.name} is not a group, so it has no {part!r}")
+        link = item.get(part, getlink=True)
+        if link is None:
+            raise WeightsError(f"{path}: {item.name.rstrip('/')}/{part} is missing")
+        if not isinstance(link, h5py.HardLink):
+            where = f"{item.name.rstrip('/')}/{part}"
+            raise WeightsError(f"{path}: {where} is a {type(link).__name__}; only plain datasets are read")
+        item = item[part]
+    return item
 
 
 def _member(path: Path, group: Any, name: str, expected: tuple[int, ...] | None) -> Any:
@@ -28,10 +52,7 @@ def _member(path: Path, group: Any, name: str, expected: tuple[int, ...] | None)
     """
     import h5py
 
-    link = group.get(name, getlink=True)
-    if not isinstance(link, h5py.HardLink):
-        raise WeightsError(f"{path}: {group.name}/{name} is a {type(link).__name__}; only plain datasets are read")
-    item = group[name]
+    item = _walk(path, group, name)
     if expected is None:
         return item
     if not isinstance(item, h5py.Dataset):
@@ -50,13 +71,18 @@ def read_deepface_h5(
     path: str | Path, shapes: list[tuple[tuple[int, ...], ...]] | None = None
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(kernel, bias) of every weighted layer, in file order. ``shapes``: the (kernel, bias) shapes the
-    architecture expects, in order; each dataset is checked against them before it is read."""
+    architecture expects, in order; each dataset is checked against them before it is read.
+
+    The file must be a regular file (``util.open_regular``); HDF5 reads it through the descriptor that was
+    checked, never by its name again.
+    """
     import h5py
 
     path = Path(path)
     try:
-        with h5py.File(path, "r") as f:
-            root = _member(path, f, "model_weights", None) if "model_weights" in f else f  # full-model h5 too
+        with open_regular(path, error=WeightsError, what="weights file") as fh, h5py.File(fh, "r") as f:
+            nested = f.get("model_weights", getlink=True) is not None  # a full-model h5 keeps them here
+            root = _member(path, f, "model_weights", None) if nested else f
             if "layer_names" not in root.attrs:
                 raise WeightsError(f"{path}: HDF5 file without 'layer_names': not a Keras weights file")
             out: list[tuple[np.ndarray, np.ndarray]] = []

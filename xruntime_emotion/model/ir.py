@@ -27,7 +27,7 @@ from xruntime_emotion.model.architecture import (  # noqa: F401 - re-exported: t
     LayerKind,
     weight_shapes,
 )
-from xruntime_emotion.util import sha256_file
+from xruntime_emotion.util import open_regular, sha256_file
 
 OWN_FORMAT_VERSION = 1
 
@@ -184,9 +184,9 @@ class ModelIR:
     def load(path: str | Path) -> ModelIR:
         """Any weights file, by content: DeepFace's legacy h5 or xemotion's npz."""
         path = Path(path)
-        if not path.is_file():
+        if not path.exists():
             raise WeightsError(f"{path}: no such weights file")
-        with open(path, "rb") as f:
+        with open_regular(path, error=WeightsError, what="weights file") as f:  # a FIFO or device: refused
             magic = f.read(8)
         if magic.startswith(b"\x89HDF"):
             return ModelIR.from_deepface_h5(path)
