@@ -11,12 +11,20 @@ names or constants, so any .tflite with the (N,48,48,1) -> (N,7) contract runs. 
 not thread-safe: each thread gets its own (created on first use). Measured with 8 threads on 2 cores
 (tflite-int8, one interpreter thread each): 4,994 faces/s this way, 3,097 with one shared
 interpreter behind a lock.
+
+TFLite's C++ side announces itself on file descriptor 2 ("INFO: Created TensorFlow Lite XNNPACK delegate
+for CPU."), which an embedding app cannot silence from Python: while an interpreter is made, fd 2 goes to
+a temporary file, and what was written there comes back to stderr without TFLite's INFO lines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +37,38 @@ CLASSES = len(LABELS)
 
 # kernels -> OpResolverType member ("" = the interpreter's default: builtin kernels + XNNPACK)
 _RESOLVERS: dict[str, str] = {"default": "", "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES"}
+
+
+_fd2_lock = threading.Lock()  # one redirection of fd 2 at a time (interpreters made in several threads)
+
+
+@contextlib.contextmanager
+def _without_native_info() -> Iterator[None]:
+    """For the block, fd 2 into a temporary file; afterwards its lines, less those starting ``INFO: ``, go to
+    the real fd 2 (so other threads' messages of that moment are delayed, never lost)."""
+    import tempfile
+
+    with _fd2_lock:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no stderr at all: nothing to keep clean
+            yield
+            return
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield
+            finally:
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                tmp.seek(0)
+                kept = [line for line in tmp.read().splitlines(keepends=True) if not line.startswith(b"INFO: ")]
+                if kept:
+                    with contextlib.suppress(OSError):
+                        os.write(2, b"".join(kept))
 
 
 def _resolver_enum(mod: Any) -> Any:
@@ -115,13 +155,14 @@ class LiteRTBackend:
         try:
             resolver = _RESOLVERS[self.kernels]
             extra = {"experimental_op_resolver_type": getattr(_resolver_enum(self._mod), resolver)} if resolver else {}
-            interp = self._mod.Interpreter(
-                model_content=self._model,
-                experimental_delegates=delegates or None,
-                num_threads=self._num_threads,
-                **extra,
-            )
-            interp.allocate_tensors()
+            with _without_native_info():  # XNNPACK announces itself at the first allocation
+                interp = self._mod.Interpreter(
+                    model_content=self._model,
+                    experimental_delegates=delegates or None,
+                    num_threads=self._num_threads,
+                    **extra,
+                )
+                interp.allocate_tensors()
             batch = int(interp.get_input_details()[0]["shape"][0])
         except (ValueError, RuntimeError, IndexError) as exc:
             raise ModelFileError(f"{self.path}: not a loadable TFLite model ({str(exc).strip()[:300]})") from exc
