@@ -8,13 +8,30 @@ IR, weights I/O, the artifact catalog, FER2013), ``runtime`` (classifier, backen
 ``exporters`` (beside this package) holds everything that needs TensorFlow.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from xruntime_emotion import _compat
 from xruntime_emotion._version import __version__
-from xruntime_emotion.batch import classify_table
 from xruntime_emotion.errors import XEmotionError
 from xruntime_emotion.model.ir import LABELS, ModelIR
 from xruntime_emotion.runtime.classifier import EmotionClassifier, Prediction
 
+if TYPE_CHECKING:
+    from xruntime_emotion.batch import classify_table
+
 _compat.install()  # the flat layout's module paths, for one release
+
+
+def __getattr__(name: str) -> Any:
+    """``classify_table`` on first use: the batch engine (and pyarrow, Ray, Rich) stays out of an app's start."""
+    if name == "classify_table":
+        from xruntime_emotion.batch import classify_table
+
+        globals()[name] = classify_table
+        return classify_table
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["EmotionClassifier", "LABELS", "ModelIR", "Prediction", "XEmotionError", "__version__", "classify_table"]
