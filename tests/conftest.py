@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,13 @@ from xruntime_emotion.model.data import FerData, load_fer2013
 from xruntime_emotion.model.ir import DEEPFACE_LAYERS, InputContract, ModelIR, Provenance, weight_shapes
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# The probe's verdict cache (xruntime_emotion.runtime.safety): a fresh folder for the session, which the
+# subprocesses of tests inherit; never the user's own cache.
+PROBE_CACHE = Path(tempfile.mkdtemp(prefix="xemotion-probe-cache-")).resolve()
+os.environ["XEMOTION_PROBE_CACHE"] = str(PROBE_CACHE)
+atexit.register(shutil.rmtree, PROBE_CACHE, True)
+
 ALL = list(exported_formats())
 FUZZED = [f.name for f in FORMATS.values() if f.exported and f.runs_on_host]  # every host-run kind
 

@@ -3,9 +3,10 @@
     python -m xruntime_emotion.runtime._probe --serve   # fork server: one JSON request per stdin line
     python -m xruntime_emotion.runtime._probe --once    # one request on stdin (platforms without fork)
 
-A request names a file, its sha256, a runtime and backend options. The checker opens exactly those
-bytes with that runtime and classifies a batch of 1 face and then of 3 (a tensor resize), as the host
-will. The answer is one JSON line: ``{"ok": true}``, or ``{"ok": false}`` with ``error`` and
+A request names a file, its sha256, a runtime, backend options and the checker's limits (time, memory).
+The checker opens exactly those bytes with that runtime (from memory, as the host will; by path only for
+an ONNX file with external data) and classifies a batch of 1 face and then of 3 (a tensor resize). The
+answer is one JSON line: ``{"ok": true}``, or ``{"ok": false}`` with ``error`` and
 ``message`` (an exception), ``signal`` (killed; SIGALRM means it ran past its time) or ``exit``.
 """
 
@@ -23,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-MEMORY_LIMIT = 4 << 30  # address space of a checker: a file asking for more is refused, not obeyed
+MEMORY_LIMIT = 4 << 30  # address space of a checker, unless the request says (safety.PROBE_MEMORY_BYTES)
 
 
 def _faces() -> np.ndarray:
@@ -51,14 +52,21 @@ def check(request: dict[str, Any]) -> None:
         RUNTIMES[runtime] = RuntimeSpec(**{k: tuple(map(tuple, v)) if k == "fixed_options" else
                                           tuple(v) if isinstance(v, list) else v for k, v in spec.items()})  # fmt: skip
     options = dict(request.get("options", {}))
-    if ".tflite" in RUNTIMES[runtime].suffixes:
+    suffixes = RUNTIMES[runtime].suffixes
+    if ".tflite" in suffixes:
         options.update(model_content=data, num_threads=1)
-    elif runtime == "onnxruntime":
+    elif ".onnx" in suffixes:
         options["threads"] = 1
+        if not request.get("external"):
+            options["model_content"] = data
     clf = EmotionClassifier(open_backend(path, runtime, probe=False, **options))
     faces = _faces()
     clf.predict(faces[:1])
     clf.predict(faces)
+
+
+def _memory(request: dict[str, Any]) -> int:
+    return int(request.get("memory") or MEMORY_LIMIT)
 
 
 def _answer(request: dict[str, Any]) -> dict[str, Any]:
@@ -69,18 +77,18 @@ def _answer(request: dict[str, Any]) -> dict[str, Any]:
     except XEmotionError as exc:
         return {"ok": False, "error": type(exc).__name__, "message": str(exc)}
     except MemoryError:
-        return {"ok": False, "error": "ModelFileError", "message": f"needs more than {MEMORY_LIMIT >> 30} GiB"}
+        return {"ok": False, "error": "ModelFileError", "message": f"needs more than {_memory(request) >> 30} GiB"}
     except Exception as exc:  # the runtimes raise anything on a malformed file
         return {"ok": False, "error": type(exc).__name__, "message": str(exc)[:300]}
     return {"ok": True}
 
 
-def _limit(timeout: float | None) -> None:
+def _limit(timeout: float | None, memory: int) -> None:
     """Cap this process's memory (and time, where alarm exists): a checker must not hurt the machine."""
     with contextlib.suppress(ImportError, ValueError, OSError):
         import resource
 
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     if timeout and hasattr(signal, "alarm"):
         signal.alarm(max(1, int(timeout)))  # default action: the checker dies by SIGALRM
 
@@ -104,7 +112,7 @@ def _fork_check(request: dict[str, Any]) -> dict[str, Any]:
                 os.dup2(null, 0)
                 os.dup2(null, 1)  # runtimes print; the protocol owns stdout
                 os.dup2(err.fileno(), 2)
-                _limit(request.get("timeout"))
+                _limit(request.get("timeout"), _memory(request))
                 os.write(w, json.dumps(_answer(request)).encode())
             finally:
                 os._exit(0)
@@ -144,7 +152,7 @@ def once() -> None:
     out = os.dup(1)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 1)
-    _limit(None)  # the host enforces the time
+    _limit(None, _memory(request))  # the host enforces the time
     os.write(out, (json.dumps(_answer(request)) + "\n").encode())
 
 

@@ -4,8 +4,9 @@ Untrusted model files: every constructor takes ``probe``. With ``probe=True`` th
 and run in a helper process under a time and memory bound, so that a malformed file that would crash
 or hang the interpreter ends the helper, not this process, and is refused with ``UnsafeModelError``.
 The default (``probe=None``) probes ONNX and TFLite files, not weights files; ``default()`` checks the
-shipped model's sha256 instead. A passing file is not probed again in this process. Details and
-limits: ``xruntime_emotion.runtime.safety``.
+shipped model's sha256 instead. A pass is cached (in this process and in the user's probe cache), so the
+first open of a file pays the probe, later ones only its hash. Details and limits:
+``xruntime_emotion.runtime.safety``.
 
 Integrity: ``from_manifest(folder, name)`` loads an artifact recorded in ``export_manifest.json`` (or
 the weights recorded in a training ``manifest.json``) only if its sha256 matches the manifest.
@@ -136,13 +137,30 @@ class EmotionClassifier:
     def default(cls, **options: Any) -> EmotionClassifier:
         """The shipped model (xemotion's own FER2013 weights), on onnxruntime.
 
-        Its sha256 is checked against the package's manifest instead of probing it in a helper process.
+        Its bytes are read once, their sha256 checked against the package's manifest, and the session made
+        from those bytes; no probe (unless ``probe=True``).
         """
-        from xruntime_emotion.runtime.integrity import verified_path
+        import hashlib
+
+        from xruntime_emotion.errors import IntegrityError
+        from xruntime_emotion.runtime.integrity import entries
         from xruntime_emotion.weights import default_onnx_path
 
+        path = default_onnx_path()
+        recorded = entries(path.parent).get("onnx")
+        if recorded is None:
+            raise IntegrityError(f"{path.parent}: the package's manifest records no shipped ONNX model")
+        file, expected, manifest = recorded
+        path = path.parent / Path(file).name  # never outside the folder
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ModelFileError(f"{path}: cannot read it ({exc.strerror}; listed in {manifest})") from None
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != expected.lower():
+            raise IntegrityError(f"{path}: sha256 is {actual}, but {manifest} records {expected}")
         options.setdefault("probe", False)
-        return cls.from_onnx(verified_path(default_onnx_path().parent, "onnx"), **options)
+        return cls(open_backend(path, "onnxruntime", model_content=data, **options))
 
     # -- inference --------------------------------------------------------------------------
     def predict(self, faces: Faces) -> np.ndarray:

@@ -203,9 +203,10 @@ def open_backend(path: str | Path, runtime: str | None = None, *, probe: bool | 
     """The one door to a backend: every command and API path opens model files here.
 
     ``runtime`` picks one by name (else the preferred installed one for the file's kind). ``probe``
-    (default: for the kinds in ``safety.PROBED_BY_DEFAULT``, TFLite) first opens and runs the file in a
-    helper process, so that a malformed file cannot crash or hang this one (see ``safety``); the
-    backend then loads the very bytes that were checked.
+    (default: for the kinds in ``safety.PROBED_BY_DEFAULT``, ONNX and TFLite) first opens and runs the file
+    in a helper process, or finds its pass in the probe cache, so that a malformed file cannot crash or hang
+    this one (see ``safety``); the backend then loads the very bytes that were checked (``model_content``,
+    which the backends of probed kinds take), except an ONNX file with external data, which it loads by path.
     """
     spec = pick_runtime(path, runtime, delegate=bool(options.get("delegate")))
     threads = options.pop("threads", None)  # one name for every runtime
@@ -214,11 +215,12 @@ def open_backend(path: str | Path, runtime: str | None = None, *, probe: bool | 
     if options.get("delegate") is None:
         options.pop("delegate", None)
     if probe or (probe is None and spec.available() and _probed_by_default(spec)):
+        from xruntime_emotion.runtime.safety import has_external_data
         from xruntime_emotion.runtime.safety import probe as run_probe
 
         data = run_probe(path, spec.name, spec=asdict(spec), **options)  # the spec: plug-in runtimes too
-        if ".tflite" in spec.suffixes:
-            options["model_content"] = data  # load the very bytes that were checked
+        if ".tflite" in spec.suffixes or ".onnx" in spec.suffixes and not has_external_data(data):
+            options["model_content"] = data  # load the very bytes that were checked, not the path again
     return spec._load(path, **options)
 
 

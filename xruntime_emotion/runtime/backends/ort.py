@@ -1,4 +1,8 @@
-"""onnxruntime backend. ``InferenceSession.run`` is thread-safe, so one session serves all threads."""
+"""onnxruntime backend. ``InferenceSession.run`` is thread-safe, so one session serves all threads.
+
+``model_content``: the file's bytes, already read (and checked): the session is made from them and the
+path is not opened again. Without it (or for a file with external data) onnxruntime reads the path.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,14 @@ from xruntime_emotion.model.ir import CONTRACT, LABELS
 class OrtBackend:
     runtime = "onnxruntime"
 
-    def __init__(self, path: Path, *, threads: int | None = None, providers: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        threads: int | None = None,
+        providers: list[str] | None = None,
+        model_content: bytes | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         self.path = path
@@ -26,7 +37,9 @@ class OrtBackend:
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(
-                str(path), sess_options=opts, providers=providers or ["CPUExecutionProvider"]
+                str(path) if model_content is None else model_content,
+                sess_options=opts,
+                providers=providers or ["CPUExecutionProvider"],
             )
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelFileError(f"{path}: onnxruntime cannot load it ({_first_line(exc)})") from exc
