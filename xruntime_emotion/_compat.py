@@ -4,7 +4,6 @@ still works, warns once, and gives a thin module that forwards every name to its
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import sys
 import types
@@ -38,7 +37,7 @@ MOVED: dict[str, str] = {
 _PACKAGE = __name__.rpartition(".")[0]
 
 
-class _OldPaths(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+class _OldPaths:  # a meta path finder and loader by its methods: importlib.abc would cost every start ~5 ms
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:

@@ -12,7 +12,6 @@ subclass the caller names) that names the path.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import os
 import platform
 import stat
@@ -181,6 +180,8 @@ def read_npz(
 
 def versions(*distributions: str) -> dict[str, str]:
     """Python's and each installed distribution's version (missing ones left out)."""
+    import importlib.metadata  # here, not at the top: it costs an app's start ~10 ms
+
     out = {"python": platform.python_version()}
     for dist in distributions:
         try:
