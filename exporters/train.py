@@ -4,16 +4,21 @@ Recipe: Adam, softmax cross-entropy, batch 256, pixels/255, linear warm-up then 
 light augmentation in NumPy (horizontal flip, integer shifts, JPEG re-encoding), seeded per epoch.
 Training split only for gradients; PublicTest picks the best epoch; PrivateTest is evaluated once,
 at the end. Resumable: the last epoch's model and optimizer state live in the checkpoint folder.
+
+Optional, both off by default: distillation from a soft-target file (``exporters.teacher``) and
+gradual magnitude pruning of chosen kernels (Zhu & Gupta 2017), as masks applied after every
+optimizer step, so the saved network is the plain one with zeros in it.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import platform
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +26,12 @@ import numpy as np
 
 from xruntime_emotion import __version__
 from xruntime_emotion.atomic import write_text_atomic
+from xruntime_emotion.errors import XEmotionError
 from xruntime_emotion.model.data import FerData, Split, to_input
-from xruntime_emotion.model.ir import ModelIR, Provenance
+from xruntime_emotion.model.ir import DEEPFACE_LAYERS, ModelIR, Provenance
 
 from ._deps import keras, tf
+from .teacher import SoftTargets, load_soft_targets
 
 LICENSE_NOTE = (
     "Trained on FER2013, which is shared for non-commercial research; these weights are for research "
@@ -46,6 +53,169 @@ class Recipe:
     optimizer: str = "adam"
     loss: str = "sparse categorical cross-entropy on softmax outputs"
     selection: str = "best PublicTest accuracy"
+    # Distillation: on when a soft-target file is given; its digest is recorded here.
+    soft_targets_sha256: str | None = None
+    temperature: float = 4.0
+    alpha: float = 0.5  # weight of the hard-label loss; 1 - alpha goes to T²·KL(teacher_T ‖ student_T)
+    # Gradual magnitude pruning of kernels: ((layer, final sparsity), ...), ramped between two epoch counts.
+    prune: tuple[tuple[str, float], ...] = ()
+    prune_start: int = 2  # epochs done when the ramp starts (sparsity 0 up to here)
+    prune_end: int = 40  # epochs done when the final sparsity is reached
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise XEmotionError("epochs and batch size must be at least 1")
+        if not self.temperature > 0:
+            raise XEmotionError(f"temperature must be positive, got {self.temperature}")
+        if not 0 <= self.alpha <= 1:
+            raise XEmotionError(f"alpha (the hard-label weight) must be in [0, 1], got {self.alpha}")
+        names = [name for name, _ in self.prune]
+        for name, sparsity in self.prune:
+            if name not in PRUNABLE:
+                raise XEmotionError(f"cannot prune {name!r}: the layers with kernels are {', '.join(PRUNABLE)}")
+            if not 0 <= sparsity < 1:
+                raise XEmotionError(f"sparsity of {name} must be in [0, 1), got {sparsity}")
+        if len(set(names)) != len(names):
+            raise XEmotionError(f"a layer is named twice in the pruning spec: {', '.join(names)}")
+        if self.prune and not 0 <= self.prune_start < self.prune_end < self.epochs:
+            raise XEmotionError(
+                f"pruning needs 0 <= start < end < epochs (epochs at final sparsity to choose from), got "
+                f"start {self.prune_start}, end {self.prune_end}, epochs {self.epochs}"
+            )
+
+    @property
+    def distill(self) -> bool:
+        return self.soft_targets_sha256 is not None
+
+    def sparsity(self, epochs_done: int) -> dict[str, float]:
+        """Target sparsity of each pruned kernel for the epoch after ``epochs_done``: the cubic ramp
+        s_f·(1-(1-(t-t0)/(t1-t0))^3), 0 before t0, s_f from t1 on."""
+        f = min(1.0, max(0.0, (epochs_done - self.prune_start) / (self.prune_end - self.prune_start)))
+        return {name: s * (1 - (1 - f) ** 3) for name, s in self.prune}
+
+    def to_json(self) -> dict[str, Any]:
+        """The recipe as recorded in the manifest; the distillation and pruning fields only when used,
+        so the default recipe reads exactly as before they existed."""
+        d = asdict(self)
+        d["jpeg_quality"] = list(self.jpeg_quality)
+        if not self.distill:
+            for key in ("soft_targets_sha256", "temperature", "alpha"):
+                del d[key]
+        if self.prune:
+            d["prune"] = dict(self.prune)
+        else:
+            for key in ("prune", "prune_start", "prune_end"):
+                del d[key]
+        return d
+
+    @staticmethod
+    def from_json(d: Mapping[str, Any]) -> Recipe:
+        """A recipe from its JSON form (``to_json``, or a manifest's ``recipe``); unknown keys are refused."""
+        known = {f.name for f in fields(Recipe)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise XEmotionError(f"unknown recipe field(s): {', '.join(unknown)}")
+        kw = dict(d)
+        if "jpeg_quality" in kw:
+            kw["jpeg_quality"] = tuple(kw["jpeg_quality"])
+        if "prune" in kw:
+            prune = kw["prune"]
+            kw["prune"] = tuple((str(k), float(v)) for k, v in (prune.items() if isinstance(prune, dict) else prune))
+        try:
+            return Recipe(**kw)
+        except TypeError as exc:
+            raise XEmotionError(f"bad recipe: {exc}") from None
+
+
+PRUNABLE = tuple(layer.name for layer in DEEPFACE_LAYERS if layer.has_weights)
+
+
+def parse_prune(spec: str) -> tuple[tuple[str, float], ...]:
+    """``dense=0.75,conv2d_3=0.5`` -> (("dense", 0.75), ("conv2d_3", 0.5)), in the network's layer order."""
+    pairs = []
+    for item in filter(None, (p.strip() for p in spec.split(","))):
+        name, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError(item)
+            pairs.append((name.strip(), float(value)))
+        except ValueError:
+            raise XEmotionError(f"bad pruning spec {item!r}: expected LAYER=SPARSITY, e.g. dense=0.75") from None
+    order = {name: i for i, name in enumerate(PRUNABLE)}
+    return tuple(sorted(pairs, key=lambda p: order.get(p[0], len(order))))
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """A recipe from a JSON file of Recipe fields, or from a weights manifest (its ``recipe``)."""
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise XEmotionError(f"{path}: not a readable recipe JSON ({exc})") from exc
+    if isinstance(d, dict) and isinstance(d.get("recipe"), dict) and "schema" in d:
+        d = d["recipe"]
+    if not isinstance(d, dict):
+        raise XEmotionError(f"{path}: a recipe is a JSON object of Recipe fields")
+    return Recipe.from_json(d)
+
+
+def magnitude_mask(kernel: np.ndarray, sparsity: float) -> np.ndarray:
+    """1 everywhere but on the round(sparsity·size) smallest magnitudes (zeros first), float32."""
+    k = int(round(sparsity * kernel.size))
+    mask = np.ones(kernel.size, np.float32)
+    if k:
+        mask[np.argsort(np.abs(kernel).ravel(), kind="stable")[:k]] = 0.0
+    return mask.reshape(kernel.shape)
+
+
+def kernel_sparsity(ir: ModelIR) -> dict[str, float]:
+    """Fraction of exact zeros in each kernel."""
+    return {s.name: float((ir.weights[s.name][0] == 0).mean()) for s in ir.weighted_layers}
+
+
+@functools.cache
+def _keras_objects() -> dict[str, Any]:
+    """The distillation loss, its accuracy metric and the mask callback (Keras classes, made on first use)."""
+    k = keras()
+    ops = k.ops
+
+    class DistillationLoss(k.losses.Loss):  # type: ignore[misc,name-defined]
+        """alpha·CE(label, p) + (1-alpha)·T²·KL(teacher_T ‖ softmax(log p / T)); y_true is [label, teacher_T]."""
+
+        def __init__(self, temperature: float = 4.0, alpha: float = 0.5, name: str = "distillation", **kw: Any):
+            super().__init__(name=name, **kw)
+            self.temperature, self.alpha = float(temperature), float(alpha)
+
+        def call(self, y_true: Any, y_pred: Any) -> Any:
+            labels = ops.cast(y_true[:, 0], "int32")
+            teacher = y_true[:, 1:]
+            hard = k.losses.sparse_categorical_crossentropy(labels, y_pred)
+            # log p and the logits differ by a constant per row, so softmax(log p / T) = softmax(logits / T)
+            log_student = ops.log_softmax(ops.log(ops.clip(y_pred, 1e-12, 1.0)) / self.temperature, axis=-1)
+            kl = ops.sum(teacher * (ops.log(ops.clip(teacher, 1e-12, 1.0)) - log_student), axis=-1)
+            return self.alpha * hard + (1.0 - self.alpha) * self.temperature**2 * kl
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "temperature": self.temperature, "alpha": self.alpha}
+
+    def label_accuracy(y_true: Any, y_pred: Any) -> Any:
+        return ops.cast(ops.equal(ops.argmax(y_pred, axis=-1), ops.cast(y_true[:, 0], "int64")), "float32")
+
+    class ApplyMasks(k.callbacks.Callback):  # type: ignore[misc,name-defined]
+        """Multiplies kernels by their masks now and after every optimizer step."""
+
+        def __init__(self, model: Any, masks: Mapping[str, np.ndarray]) -> None:
+            super().__init__()
+            self.pairs = [(model.get_layer(n).kernel, ops.convert_to_tensor(m)) for n, m in masks.items()]
+            self.apply()
+
+        def apply(self) -> None:
+            for kernel, mask in self.pairs:
+                kernel.assign(kernel * mask)
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            self.apply()
+
+    return {"DistillationLoss": DistillationLoss, "label_accuracy": label_accuracy, "ApplyMasks": ApplyMasks}
 
 
 def augment(images: np.ndarray, rng: np.random.Generator, recipe: Recipe) -> np.ndarray:
@@ -123,29 +293,47 @@ def train(
     seed: int = 0,
     checkpoint_dir: Path | None = None,
     limit: int | None = None,
+    soft_targets: SoftTargets | str | Path | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train, write weights (npz + DeepFace h5) and manifest.json into ``output``; return the manifest.
 
-    ``limit`` keeps the first rows of each split (a fast smoke run, not a real result).
+    ``limit`` keeps the first rows of each split (a fast smoke run, not a real result). With
+    ``soft_targets`` (a file from ``exporters.teacher``) the loss distils from them; a recipe that names
+    soft targets by digest needs that file.
     """
-    k = keras()
-    from .keras_builder import build_model
-
     output = Path(output)
     ckpt = Path(checkpoint_dir) if checkpoint_dir else output / "checkpoints"
-    ckpt.mkdir(parents=True, exist_ok=True)
     x_tr, y_tr = data.split(Split.TRAINING)
     x_pu, y_pu = data.split(Split.PUBLIC_TEST)
     if limit:
         x_tr, y_tr, x_pu, y_pu = x_tr[:limit], y_tr[:limit], x_pu[:limit], y_pu[:limit]
+    teacher = load_soft_targets(soft_targets) if isinstance(soft_targets, (str, Path)) else soft_targets
+    if teacher is not None:
+        teacher.check(data, len(x_tr))
+        if recipe.soft_targets_sha256 not in (None, teacher.sha256):
+            raise XEmotionError(
+                f"the recipe distils from soft targets {recipe.soft_targets_sha256}, the file given is {teacher.sha256}"
+            )
+        recipe = replace(recipe, soft_targets_sha256=teacher.sha256)
+        y_fit = np.concatenate([y_tr[:, None].astype(np.float32), teacher.tempered(recipe.temperature, len(x_tr))], 1)
+    elif recipe.distill:
+        raise XEmotionError(f"the recipe distils from soft targets {recipe.soft_targets_sha256}: give that file")
+    else:
+        y_fit = y_tr
+    k = keras()
+    from .keras_builder import build_model
+
+    ckpt.mkdir(parents=True, exist_ok=True)
     steps = int(np.ceil(len(x_tr) / recipe.batch_size))
     state = _State(ckpt / "state.json")
     last = ckpt / "last.keras"
+    objects = _keras_objects()
     k.utils.set_random_seed(seed)
     if state.data["epochs_done"] and last.is_file():
-        model = k.models.load_model(last)
+        _check_resume(state.data.get("recipe"), recipe, ckpt)
+        model = k.models.load_model(last, custom_objects=objects)
     else:
         state = _State(ckpt / "state.json.new")
         model = build_model()
@@ -158,20 +346,37 @@ def train(
             warmup_target=recipe.learning_rate if warm else None,
             warmup_steps=warm,
         )
-        model.compile(optimizer=k.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        if recipe.distill:
+            loss = objects["DistillationLoss"](recipe.temperature, recipe.alpha)
+            metrics = [k.metrics.MeanMetricWrapper(objects["label_accuracy"], name="accuracy")]
+        else:  # exactly the recipe of the shipped weights
+            loss, metrics = "sparse_categorical_crossentropy", ["accuracy"]
+        model.compile(optimizer=k.optimizers.Adam(lr), loss=loss, metrics=metrics)
         state.path = ckpt / "state.json"
+        state.data["recipe"] = recipe.to_json()
     x_pu_f = to_input(x_pu)
     start_epoch = int(state.data["epochs_done"])
     for epoch in range(start_epoch, recipe.epochs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         rng = np.random.default_rng([seed, epoch])
         order = rng.permutation(len(x_tr))
         xa = to_input(augment(x_tr[order], rng, recipe))
+        callbacks = []
+        sparsity = recipe.sparsity(epoch)
+        if sparsity:  # masks from the weights as they are now: a resumed run computes the same ones
+            masks = {n: magnitude_mask(model.get_layer(n).get_weights()[0], s) for n, s in sparsity.items()}
+            callbacks.append(objects["ApplyMasks"](model, masks))
         hist = model.fit(
-            xa, y_tr[order], batch_size=recipe.batch_size, epochs=1, shuffle=False, verbose=1 if progress else 0
+            xa,
+            y_fit[order],
+            batch_size=recipe.batch_size,
+            epochs=1,
+            shuffle=False,
+            callbacks=callbacks,
+            verbose=1 if progress else 0,
         )
         pub = float((predict_keras(model, x_pu_f).argmax(1) == y_pu).mean())
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         row = {
             "epoch": epoch + 1,
             "loss": float(hist.history["loss"][0]),
@@ -179,10 +384,15 @@ def train(
             "public_accuracy": pub,
             "lr": float(np.asarray(model.optimizer.learning_rate)),
             "seconds": round(dt, 1),
+            "cpu_seconds": round(cpu, 1),
         }
+        if sparsity:
+            row["sparsity"] = {n: round(s, 4) for n, s in sparsity.items()}
         state.data["history"].append(row)
         state.data["train_seconds"] += dt
-        if pub > state.data["best_public_accuracy"]:
+        # with pruning, only epochs trained at the final sparsity may be chosen
+        eligible = not recipe.prune or epoch >= recipe.prune_end
+        if eligible and pub > state.data["best_public_accuracy"]:
             state.data.update(best_epoch=epoch + 1, best_public_accuracy=pub)
             ModelIR.from_keras(model).save_npz(ckpt / "best.npz")
         state.data["epochs_done"] = epoch + 1
@@ -198,10 +408,31 @@ def train(
                 f"{dt:.0f}s",
                 flush=True,
             )
-    return finish(data, output, ckpt, recipe=recipe, seed=seed, limit=limit)
+    return finish(data, output, ckpt, recipe=recipe, seed=seed, limit=limit, teacher=teacher)
 
 
-def finish(data: FerData, output: Path, ckpt: Path, *, recipe: Recipe, seed: int, limit: int | None) -> dict[str, Any]:
+def _check_resume(saved: dict[str, Any] | None, recipe: Recipe, ckpt: Path) -> None:
+    """A checkpoint resumes only the recipe it was made with (the epoch count may change)."""
+    if saved is None:  # a checkpoint from before recipes were recorded in it
+        return
+    now = recipe.to_json()
+    diff = sorted(key for key in set(saved) | set(now) if key != "epochs" and saved.get(key) != now.get(key))
+    if diff:
+        raise XEmotionError(
+            f"{ckpt} holds a run with another recipe (differs in {', '.join(diff)}); use another --checkpoint-dir"
+        )
+
+
+def finish(
+    data: FerData,
+    output: Path,
+    ckpt: Path,
+    *,
+    recipe: Recipe,
+    seed: int,
+    limit: int | None,
+    teacher: SoftTargets | None = None,
+) -> dict[str, Any]:
     """Score the best epoch on every split (PrivateTest: here, once) and write the outputs."""
     from .keras_builder import build_model
 
@@ -220,7 +451,9 @@ def finish(data: FerData, output: Path, ckpt: Path, *, recipe: Recipe, seed: int
     output.mkdir(parents=True, exist_ok=True)
     best.save_npz(output / "emotion_weights.npz")
     best.save_deepface_h5(output / "facial_expression_model_weights.h5")
-    manifest = {
+    history = state.data["history"]
+    cpu = sum(row.get("cpu_seconds", 0.0) for row in history)
+    manifest: dict[str, Any] = {
         "schema": 1,
         "model": "deepface-emotion",
         "weights": {
@@ -241,10 +474,16 @@ def finish(data: FerData, output: Path, ckpt: Path, *, recipe: Recipe, seed: int
         "seed": seed,
         "epochs": recipe.epochs,
         "best_epoch": state.data["best_epoch"],
-        "recipe": asdict(recipe),
+        "recipe": recipe.to_json(),
         "accuracy": {"runtime": "keras", "batch_size": 256, **splits},
-        "history": state.data["history"],
+        # measured from the written npz: exact zeros per kernel
+        "sparsity": kernel_sparsity(ModelIR.from_npz(output / "emotion_weights.npz")),
+        "history": history,
         "train_seconds": round(state.data["train_seconds"], 1),
+        # process CPU time (all threads) of the training epochs, summed across resumed runs
+        "cpu_seconds": round(cpu, 1),
+        "cpu_hours": round(cpu / 3600, 4),
+        "cpu_epochs_counted": sum("cpu_seconds" in row for row in history),
         "versions": _versions(),
         "reproducibility": (
             "Seeded (weights init, dropout, shuffling, augmentation). Augmentation and order are NumPy-seeded per "
@@ -254,6 +493,23 @@ def finish(data: FerData, output: Path, ckpt: Path, *, recipe: Recipe, seed: int
         ),
         "license": LICENSE_NOTE,
     }
+    if teacher is not None:
+        manifest["teacher"] = {
+            "soft_targets_sha256": teacher.sha256,
+            **{key: v for key, v in teacher.record.items() if key not in ("schema", "kind", "sha256")},
+        }
+        manifest["distillation"] = (
+            f"loss = {recipe.alpha}·CE(label, p) + {1 - recipe.alpha:g}·T²·KL(teacher_T ‖ softmax(log p / T)), "
+            f"T = {recipe.temperature}, teacher_T = softmax(log p_teacher / T); augmented images keep their "
+            "original's target"
+        )
+    if recipe.prune:
+        manifest["pruning"] = (
+            "gradual magnitude pruning (Zhu & Gupta 2017) of the kernels in recipe.prune: at the start of each "
+            "epoch t (epochs done), s_t = s_f·(1-(1-(t-t0)/(t1-t0))^3) with t0 = prune_start, t1 = prune_end; "
+            "the mask zeroes the round(s_t·size) smallest magnitudes and is applied after every optimizer step; "
+            "the best epoch is chosen among those trained at the final sparsity"
+        )
     write_text_atomic(output / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     return manifest
 
