@@ -447,23 +447,57 @@ def targets(json_path: JsonOpt = None) -> None:
 @app.command()
 def train(
     data: Annotated[Path, typer.Option(help="FER2013: npz, fer2013.csv or the Kaggle folder tree.")],
-    epochs: Annotated[int, typer.Option(help="Epochs.")] = 60,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default 60, or the recipe's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for init, order, augmentation and dropout.")] = 0,
     output: Annotated[Path, typer.Option("--output", "-o", help="Where weights and manifest go.")] = Path("trained"),
     checkpoint_dir: Annotated[
         Path | None, typer.Option(help="Checkpoints (resume from here); default OUTPUT/checkpoints.")
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N rows of each split (smoke runs).")] = None,
+    recipe: Annotated[
+        Path | None, typer.Option(help="A JSON of recipe fields, or a weights manifest.json (its recipe).")
+    ] = None,
+    soft_targets: Annotated[
+        Path | None, typer.Option(help="Distil from this soft-target file (made by `xemotion teacher`).")
+    ] = None,
+    temperature: Annotated[float | None, typer.Option(help="Distillation temperature T (default 4).")] = None,
+    alpha: Annotated[
+        float | None, typer.Option(help="Weight of the hard-label loss; the rest goes to T²·KL (default 0.5).")
+    ] = None,
+    prune: Annotated[
+        str | None, typer.Option(help="Prune kernels: LAYER=SPARSITY,... e.g. dense=0.75,conv2d_3=0.5.")
+    ] = None,
+    prune_start: Annotated[
+        int | None, typer.Option(help="Epochs done when the pruning ramp starts (default 2).")
+    ] = None,
+    prune_end: Annotated[
+        int | None, typer.Option(help="Epochs done when the final sparsity is reached (default 40).")
+    ] = None,
 ) -> None:
-    """Train the DeepFace architecture on FER2013 (Training only; best epoch by PublicTest)."""
+    """Train the DeepFace architecture on FER2013 (Training only; best epoch by PublicTest).
+
+    Optionally distils from a teacher's soft targets and prunes kernels by magnitude (the network and
+    its files stay as they are; pruned weights are zeros).
+    """
+    from dataclasses import replace
+
     from xruntime_emotion.model.data import load_fer2013
 
     try:
-        from exporters.train import Recipe
+        from exporters.train import Recipe, load_recipe, parse_prune
         from exporters.train import train as run_train
     except ImportError as exc:  # pragma: no cover
         raise XEmotionError(f"the exporters package is missing ({exc})") from exc
     timer = Summary("train")
+    given = {
+        "epochs": epochs,
+        "temperature": temperature,
+        "alpha": alpha,
+        "prune": parse_prune(prune) if prune is not None else None,
+        "prune_start": prune_start,
+        "prune_end": prune_end,
+    }
+    plan = replace(load_recipe(recipe) if recipe else Recipe(), **{k: v for k, v in given.items() if v is not None})
     fer = load_fer2013(data)
     with native_output(), steps("train") as step:
 
@@ -471,17 +505,66 @@ def train(
             metrics = (
                 f"loss {row['loss']:.3f}, acc {row['train_accuracy']:.3f}, PublicTest {row['public_accuracy']:.3f}"
             )
-            step(f"epoch {row['epoch']} ({metrics})", row["epoch"], epochs)
+            step(f"epoch {row['epoch']} ({metrics})", row["epoch"], plan.epochs)
 
-        step("epoch 1", 0, epochs)
-        manifest = run_train(fer, output, recipe=Recipe(epochs=epochs), seed=seed, checkpoint_dir=checkpoint_dir,
-                             limit=limit, on_epoch=epoch_done, progress=False)  # fmt: skip
+        step("epoch 1", 0, plan.epochs)
+        manifest = run_train(fer, output, recipe=plan, seed=seed, checkpoint_dir=checkpoint_dir, limit=limit,
+                             soft_targets=soft_targets, on_epoch=epoch_done, progress=False)  # fmt: skip
     acc = manifest["accuracy"]
     out.print(
         f"best epoch {manifest['best_epoch']}: PublicTest {acc['PublicTest']['accuracy']:.4f}, "
         f"PrivateTest {acc['PrivateTest']['accuracy']:.4f}; weights in {_t(output)}"
     )
-    timer.done(f"{epochs} epoch(s)")
+    if plan.prune:
+        out.print("sparsity: " + ", ".join(f"{n} {manifest['sparsity'][n]:.4f}" for n, _ in plan.prune))
+    timer.done(f"{plan.epochs} epoch(s), {manifest['cpu_hours']:.2f} CPU hours")
+
+
+@app.command()
+def teacher(
+    member: Annotated[
+        list[Path], typer.Option("--member", "-m", help="Weights of one member: .npz or DeepFace's .h5 (repeatable).")
+    ],
+    data: Annotated[Path, typer.Option(help="FER2013: npz, fer2013.csv or the Kaggle folder tree.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The soft-target file to write (.npz).")] = Path(
+        "soft_targets.npz"
+    ),
+    limit: Annotated[int | None, typer.Option(help="Use only the first N rows of each split (smoke runs).")] = None,
+    json_path: JsonOpt = None,
+) -> None:
+    """Soft targets for `train --soft-targets`: an ensemble's probabilities on every Training row.
+
+    Each member sees each face and its mirror (the two averaged), the members are averaged; the teacher's
+    and each member's PublicTest accuracy are recorded. PrivateTest is never read.
+    """
+    from xruntime_emotion.model.data import load_fer2013
+    from xruntime_emotion.model.ir import ModelIR
+
+    try:
+        from exporters.teacher import save_soft_targets, soft_targets
+    except ImportError as exc:  # pragma: no cover
+        raise XEmotionError(f"the exporters package is missing ({exc})") from exc
+    timer = Summary("teacher")
+    members = [ModelIR.load(m) for m in member]  # a bad member fails before the data is read
+    fer = load_fer2013(data)
+    with native_output(), steps("teacher") as step:
+        targets = soft_targets(members, fer, limit=limit, on_step=step)
+    save_soft_targets(targets, output)
+    rec = targets.record
+    table = Table("member", "sha256", "PublicTest top-1", "with flip TTA", title=f"teacher: {_t(output)}")
+    for m in rec["members"]:
+        table.add_row(
+            _t(m["file"]),
+            m["weights_sha256"][:16],
+            f"{100 * m['public_accuracy_without_tta']:.2f}%",
+            f"{100 * m['public_accuracy']:.2f}%",
+        )
+    table.add_row("ensemble", targets.sha256[:16], "", f"{100 * rec['public_accuracy']:.2f}%")
+    out.print(table)
+    _write_json(json_path, {**rec, "sha256": targets.sha256, "file": str(output)})
+    timer.done(
+        f"{len(member)} member(s) × {rec['data']['rows']} Training rows, PublicTest {rec['public_accuracy']:.4f}"
+    )
 
 
 # ------------------------------------------------------------------------------------------- evaluate
