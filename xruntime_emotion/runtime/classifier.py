@@ -144,6 +144,7 @@ class EmotionClassifier:
 
         from xruntime_emotion.errors import IntegrityError
         from xruntime_emotion.runtime.integrity import entries
+        from xruntime_emotion.runtime.safety import read_model_file
         from xruntime_emotion.weights import default_onnx_path
 
         path = default_onnx_path()
@@ -152,10 +153,7 @@ class EmotionClassifier:
             raise IntegrityError(f"{path.parent}: the package's manifest records no shipped ONNX model")
         file, expected, manifest = recorded
         path = path.parent / Path(file).name  # never outside the folder
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ModelFileError(f"{path}: cannot read it ({exc.strerror}; listed in {manifest})") from None
+        data = read_model_file(path)
         actual = hashlib.sha256(data).hexdigest()
         if actual != expected.lower():
             raise IntegrityError(f"{path}: sha256 is {actual}, but {manifest} records {expected}")

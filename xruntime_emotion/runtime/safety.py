@@ -62,7 +62,7 @@ from typing import IO, TYPE_CHECKING, Any
 from xruntime_emotion import errors
 from xruntime_emotion._version import __version__
 from xruntime_emotion.errors import ModelFileError, UnsafeModelError
-from xruntime_emotion.util import env_number
+from xruntime_emotion.util import env_number, read_bounded
 
 if TYPE_CHECKING:
     import subprocess
@@ -236,9 +236,21 @@ def probe_timeout() -> float:
     return env_number("XEMOTION_PROBE_TIMEOUT", PROBE_TIMEOUT_S, 0, 3600)
 
 
+def max_model_bytes() -> int:
+    """The largest model file opened: $XEMOTION_MAX_MODEL_BYTES, else ``MAX_MODEL_BYTES``."""
+    return int(env_number("XEMOTION_MAX_MODEL_BYTES", MAX_MODEL_BYTES, 0, 2**40))
+
+
+def read_model_file(path: Path) -> bytes:
+    """The bytes of a model file (``check_model_file``), read through the one door (``util.read_bounded``):
+    what is read is the regular file that was checked, even if the name is swapped meanwhile."""
+    check_model_file(path)
+    return read_bounded(path, max_model_bytes(), error=ModelFileError, what="the model")
+
+
 def check_model_file(path: Path) -> int:
     """The size of ``path`` once it is known to be a regular file of a sane size; nothing is read."""
-    limit = int(env_number("XEMOTION_MAX_MODEL_BYTES", MAX_MODEL_BYTES, 0, 2**40))
+    limit = max_model_bytes()
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -510,11 +522,7 @@ def probe(
     an ONNX file with external data (``has_external_data``).
     """
     path = Path(path)
-    check_model_file(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelFileError(f"{path}: cannot read it ({exc.strerror})") from None
+    data = read_model_file(path)
     digest = hashlib.sha256(data).hexdigest()
     options = {k: v for k, v in options.items() if k not in ("threads", "num_threads", "model_content")}
     timeout = probe_timeout() if timeout is None else timeout
