@@ -257,12 +257,49 @@ def _starts(length: int, tile: int) -> list[int]:
 
 
 def regions(height: int, width: int) -> list[tuple[int, int, int]]:
-    """The squares (x, y, side) searched in a photo: the whole of it, then the tiles."""
+    """The squares (x, y, side) searched in a photo: the whole of it, then the tiles.
+
+    Tiles are fractions of the longer side, so their number does not grow with the aspect ratio: a square
+    photo has the most, 35 (42 for a few sides, by rounding), and no photo has more.
+    """
     side = max(height, width)
     out = [(0, 0, side)]
     for f in _TILES:
         t = max(1, round(side * f))
         out += [(x, y, t) for y in _starts(height, t) for x in _starts(width, t)]
+    return out
+
+
+def _view(rgb: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
+    """The square (x0, y0, side) of a uint8 RGB photo, black beyond the photo, resized to the model's input.
+
+    The square itself is never made: one past the photo's edge (the whole photo; a tile of a narrow photo)
+    would be the photo's longer side squared, 1.2 GB for a 1x20000 strip. Its part inside the photo is padded
+    only as far as the bilinear filter reaches from it, which gives the very pixels of the padded square; where
+    that margin would outweigh the photo (a strip), the part is resized on its own and placed on black.
+    """
+    from PIL import Image
+
+    bilinear = Image.Resampling.BILINEAR
+    part = rgb[y0 : y0 + side, x0 : x0 + side]
+    ph, pw = part.shape[:2]
+    if ph == pw == side:
+        return np.asarray(Image.fromarray(np.ascontiguousarray(part)).resize((_INPUT, _INPUT), bilinear))
+    scale = side / _INPUT  # input pixels per output pixel (exact: a power-of-two division)
+    reach = max(scale, 1.0)  # the filter's half-width in input pixels
+    # output rows (columns) past these see only black; the input rows (columns) their filter reads
+    oh, ow = (min(_INPUT, math.ceil((n + 2 * reach) / scale) + 1) for n in (ph, pw))
+    eh, ew = (min(side, math.ceil((o + 0.5) * scale + reach) + 1) for o in (oh, ow))
+    out = np.zeros((_INPUT, _INPUT, 3), np.uint8)
+    if eh * ew <= 2 * ph * pw + _INPUT * _INPUT:
+        canvas = np.zeros((eh, ew, 3), np.uint8)
+        canvas[:ph, :pw] = part
+        across = Image.fromarray(canvas).resize((ow, eh), bilinear, box=(0, 0, ow * scale, eh))
+        out[:oh, :ow] = across.resize((ow, oh), bilinear, box=(0, 0, ow, oh * scale))  # rows second, as for a square
+    else:
+        sh, sw = (max(1, min(_INPUT, round(n / scale))) for n in (ph, pw))
+        # reduced by whole factors first: Pillow's filter weights alone take 8 bytes x 2 x scale x 128
+        out[:sh, :sw] = Image.fromarray(np.ascontiguousarray(part)).resize((sw, sh), bilinear, reducing_gap=2.0)
     return out
 
 
@@ -370,17 +407,10 @@ class BlazeFaceDetector:
         self._anchors = _anchors()
         self._min_logit = math.log(min_score / (1 - min_score))
 
-    def _run(self, tiles: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Square uint8 RGB tiles -> their boxes' regressions (T,896,16) in tile fractions, and scores (T,896)."""
-        from PIL import Image
-
-        x = np.stack(
-            [
-                np.asarray(Image.fromarray(t).resize((_INPUT, _INPUT), Image.Resampling.BILINEAR), np.float32)
-                for t in tiles
-            ]
-        )
-        reg, logits = self._session.run(self._outputs, {self._input: x / 127.5 - 1.0})  # one call, batched
+    def _run(self, views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 RGB views (T,128,128,3) -> their boxes' regressions (T,896,16) in view fractions, scores (T,896)."""
+        x = views.astype(np.float32) / 127.5 - 1.0
+        reg, logits = self._session.run(self._outputs, {self._input: x})  # one call, batched
         reg = reg / _INPUT  # [dx, dy, w, h, then x, y of each landmark], offsets from the anchor
         reg[:, :, _XS] += self._anchors[None, :, :1]
         reg[:, :, _XS + 1] += self._anchors[None, :, 1:]
@@ -392,13 +422,7 @@ class BlazeFaceDetector:
         rgb = np.repeat(a[:, :, None], 3, 2) if a.ndim == 2 else a[:, :, :3]
         h, w = rgb.shape[:2]
         squares = regions(h, w)
-        tiles = []
-        for x0, y0, side in squares:
-            tile = np.zeros((side, side, 3), np.uint8)  # black beyond the photo, as MediaPipe pads
-            part = rgb[y0 : y0 + side, x0 : x0 + side]
-            tile[: part.shape[0], : part.shape[1]] = part
-            tiles.append(tile)
-        regs, scores = self._run(tiles)
+        regs, scores = self._run(np.stack([_view(rgb, *square) for square in squares]))  # black pads, as MediaPipe
         found = []
         for (x0, y0, side), reg, score in zip(squares, regs, scores):
             keep = score >= self.min_score
@@ -491,29 +515,43 @@ def _photo(image: Any) -> tuple[np.ndarray, np.ndarray]:
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
     grey = _to_gray_float(a)
-    if a.dtype == np.uint8 and a.ndim == 3:
-        return np.ascontiguousarray(a[:, :, :3]), grey
+    if a.dtype == np.uint8:  # as they are (grey's round trip through float gives the same bytes)
+        return np.ascontiguousarray(a[:, :, :3] if a.ndim == 3 else a), grey
     return np.rint(grey * 255.0).astype(np.uint8), grey
 
 
-def _crop(grey: np.ndarray, box: Box) -> np.ndarray:
-    """The box's pixels; any part outside the photo repeats the nearest edge, so the crop stays square."""
+# A face crop holds at most this many times the photo's pixels (or a 48x48 crop's): a larger box (one far
+# bigger than the photo, as on a 1-pixel strip) is sampled on a coarser grid. It is shrunk to 48x48 anyway.
+_CROP_TIMES = 4
+
+
+def _crop(grey: np.ndarray, box: Box, scale: float = 1.0) -> np.ndarray:
+    """The box's pixels; any part outside the photo repeats the nearest edge, so the crop stays square.
+    ``scale`` < 1: every (1/scale)-th pixel of the box, at its centre, instead."""
     h, w = grey.shape
-    x0, y0, x1, y1 = max(box.x, 0), max(box.y, 0), min(box.x + box.w, w), min(box.y + box.h, h)
-    pad = ((y0 - box.y, box.y + box.h - y1), (x0 - box.x, box.x + box.w - x1))
-    return np.pad(grey[y0:y1, x0:x1], pad, mode="edge")
+
+    def at(start: int, n: int, size: int) -> np.ndarray:
+        m = max(1, int(n * scale))
+        steps = np.arange(m) if m == n else ((np.arange(m) + 0.5) * (n / m)).astype(np.int64)
+        return np.clip(start + steps, 0, size - 1)
+
+    return grey[np.ix_(at(box.y, box.h, h), at(box.x, box.w, w))]
 
 
 def aligned_crop(grey: np.ndarray, box: Box, angle: float | None) -> np.ndarray:
     """The box's pixels, turned by ``angle`` degrees about its centre so the eye line is level (None: as is)."""
+    pad = math.ceil(box.w * 0.21) if angle else 0  # (sqrt(2) - 1) / 2: the turned square's corners stay inside
+    outer = Box(box.x - pad, box.y - pad, box.w + 2 * pad, box.h + 2 * pad)
+    most = _CROP_TIMES * max(grey.size, 48 * 48)
+    scale = min(1.0, math.sqrt(most / max(outer.w * outer.h, 1)))
+    big = _crop(grey, outer, scale)
     if not angle:
-        return _crop(grey, box)
+        return big
     from PIL import Image
 
-    pad = math.ceil(box.w * 0.21)  # (sqrt(2) - 1) / 2: the turned square's corners stay inside
-    big = _crop(grey, Box(box.x - pad, box.y - pad, box.w + 2 * pad, box.h + 2 * pad)).astype(np.float32)
-    turned = np.asarray(Image.fromarray(big, mode="F").rotate(angle, Image.Resampling.BILINEAR))
-    return turned[pad : pad + box.h, pad : pad + box.w]
+    turned = np.asarray(Image.fromarray(big.astype(np.float32), mode="F").rotate(angle, Image.Resampling.BILINEAR))
+    cut = round(pad * big.shape[0] / outer.h)
+    return turned[cut : big.shape[0] - cut, cut : big.shape[1] - cut]
 
 
 def find_faces(

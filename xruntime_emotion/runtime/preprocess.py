@@ -119,10 +119,9 @@ def _to_gray_float(a: np.ndarray) -> np.ndarray:
         raise ImageError(f"an image must be (H,W) or (H,W,C), got shape {a.shape}")
     if a.shape[0] < 1 or a.shape[1] < 1:
         raise ImageError(f"empty image of shape {a.shape}")
-    if a.dtype == np.uint8:
-        f = a.astype(np.float32) / np.float32(255.0)
-    elif a.dtype == np.uint16:
-        f = a.astype(np.float32) / np.float32(65535.0)
+    if a.dtype in (np.uint8, np.uint16):  # divided in place: one float copy of a large photo, not two
+        f = a.astype(np.float32)
+        f /= np.float32(255.0 if a.dtype == np.uint8 else 65535.0)
     elif a.dtype in (np.float32, np.float64, np.float16):
         if not np.isfinite(a).all():
             raise ImageError("image contains NaN or inf")
