@@ -888,6 +888,9 @@ def main() -> None:
         where = f"{exc.filename}: " if exc.filename else ""
         err.print(f"[red]error:[/red] {_t(where)}{_t(exc.strerror or exc)}", highlight=False, soft_wrap=True)
         sys.exit(1)
+    except MemoryError:  # past the memory this process may use (a ulimit, a container): one line too
+        err.print("[red]error:[/red] out of memory: the input needs more than this process may use", highlight=False)
+        sys.exit(1)
     if isinstance(code, int) and code:  # typer.Exit(code) and --help's exit come back as a number
         sys.exit(code)
 
