@@ -1,8 +1,8 @@
 """The engines that run `classify`: one row each in ENGINES.
 
 local: one process. A thread pool decodes the next batches while the model runs on the current one
-(Pillow and onnxruntime release the GIL), at most ``2 x workers + 2`` batches ahead, so memory stays
-bounded whatever the input size.
+(Pillow and onnxruntime release the GIL), at most ``2 x workers + 2`` batches and ``WINDOW_BYTES`` of
+image bytes (a table's column) ahead, so memory stays bounded whatever the input size.
 
 ray: Ray Data across a cluster; see ``xruntime_emotion.batch.ray_engine``.
 """
@@ -19,13 +19,15 @@ from itertools import islice
 from typing import Any, TypeVar
 
 from xruntime_emotion.batch.sinks import Sink
-from xruntime_emotion.batch.sources import Source
+from xruntime_emotion.batch.sources import Item, Source
 from xruntime_emotion.batch.work import Faces, Rows, classify_decoded, decode_all
 from xruntime_emotion.errors import XEmotionError, require
 from xruntime_emotion.runtime.classifier import ModelSpec
 from xruntime_emotion.util import sha256_file
 
 T = TypeVar("T")
+BATCH_BYTES = 32 << 20  # a batch of a table's image bytes ends at this many bytes, whatever its length
+WINDOW_BYTES = 128 << 20  # the most image bytes the local engine holds ahead of the model
 Progress = Callable[[int, int], None]  # (inputs finished in this call, faces classified in it)
 
 
@@ -51,6 +53,24 @@ def chunks(items: Iterator[T], size: int) -> Iterator[list[T]]:
         yield chunk
 
 
+def _bytes(item: Item) -> int:
+    return len(item.data) if isinstance(item.data, bytes) else 0
+
+
+def batches(items: Iterator[Item], size: int, max_bytes: int = BATCH_BYTES) -> Iterator[list[Item]]:
+    """Batches of at most ``size`` inputs, ending early once they hold ``max_bytes`` of image bytes."""
+    batch: list[Item] = []
+    held = 0
+    for item in items:
+        batch.append(item)
+        held += _bytes(item)
+        if len(batch) >= size or held >= max_bytes:
+            yield batch
+            batch, held = [], 0
+    if batch:
+        yield batch
+
+
 def run_local(
     source: Source, skip: Callable[[int], bool], sink: Sink, spec: ModelSpec, settings: Settings, step: Progress
 ) -> set[str]:
@@ -59,7 +79,7 @@ def run_local(
     sha = sha256_file(clf.backend.path)
     detect = settings.faces is not None
     workers = settings.workers or max(1, (os.cpu_count() or 2) - 1)
-    window: deque[Future[Any]] = deque()
+    window: deque[tuple[Future[Any], int]] = deque()  # decoding batches and the image bytes each holds
 
     def finish(decoded: Any) -> None:
         rows: Rows = classify_decoded(clf, decoded, sha, detect)
@@ -67,19 +87,24 @@ def run_local(
         step(len(decoded), sum(0 if d.crops is None else len(d.crops) for d in decoded))
 
     if settings.workers == 0:  # decode in this thread, between model calls
-        for chunk in chunks(source.items(skip), settings.batch):
+        for chunk in batches(source.items(skip), settings.batch):
             finish(decode_all(chunk, settings.faces))
         return {sha}
     with ThreadPoolExecutor(workers, thread_name_prefix="xemotion-decode") as pool:
         try:
-            for chunk in chunks(source.items(skip), settings.batch):
-                window.append(pool.submit(decode_all, chunk, settings.faces))
-                if len(window) > 2 * workers + 2:
-                    finish(window.popleft().result())
+            ahead = 0
+            for chunk in batches(source.items(skip), settings.batch):
+                held = sum(_bytes(i) for i in chunk)
+                window.append((pool.submit(decode_all, chunk, settings.faces), held))
+                ahead += held
+                while len(window) > 2 * workers + 2 or (ahead > WINDOW_BYTES and len(window) > 1):
+                    done, held = window.popleft()
+                    ahead -= held
+                    finish(done.result())
             while window:
-                finish(window.popleft().result())
+                finish(window.popleft()[0].result())
         finally:
-            for f in window:
+            for f, _ in window:
                 f.cancel()
     return {sha}
 
@@ -110,4 +135,4 @@ def engine(name: str) -> Engine:
     return getattr(importlib.import_module(module), function)  # type: ignore[no-any-return]
 
 
-__all__ = ["ENGINES", "Settings", "chunks", "engine", "run_local"]
+__all__ = ["ENGINES", "Settings", "batches", "chunks", "engine", "run_local"]

@@ -4,25 +4,83 @@ table with a column of paths or (Parquet) of image bytes.
 Every input gets an ``index``: its position in the source (for a table, its row number), in a fixed
 order (folders and globs sorted by path), so a resumed run skips exactly what is done and results join
 back to a table by row. Paths are held as strings, never as decoded images.
+
+A folder, and a glob with ``**``, are walked without entering symbolic links to folders (a link back to
+a parent would never end). A file name that is not valid UTF-8 is shown (the ``path`` column) with each
+undecodable byte as ``\\xNN``, Python's ``backslashreplace``; its ``index`` is the exact key back to it.
+A Parquet column of image bytes is read a page at a time, and only after its page headers show that no
+page decompresses to more than twice the image byte limit (``max_image_bytes``): a decompression bomb
+becomes error rows, never a read. A value over the limit is an error row.
 """
 
 from __future__ import annotations
 
 import csv
+import fnmatch
+import functools
 import glob
 import hashlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from xruntime_emotion.errors import DataError, require
+from xruntime_emotion.batch.parquet_pages import PageError, check_chunk
+from xruntime_emotion.errors import DataError, ImageError, require
+from xruntime_emotion.util import env_number
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 LIST_SUFFIXES = (".txt", ".lst")
 TABLE_SUFFIXES = (".parquet", ".csv")
 _MAGIC = set("*?[")
-TABLE_BATCH = 4096  # rows read from a table at a time
+TABLE_BATCH = 4096  # the most rows read from a table at a time
+TABLE_BYTES = 32 << 20  # about this many bytes of values per read from a table
+# The most bytes one image of a table's column may take (decompression bombs); $XEMOTION_MAX_IMAGE_BYTES
+# overrides it. A page of the column may decompress to at most twice this.
+MAX_IMAGE_BYTES = 32 << 20
+
+
+def max_image_bytes() -> int:
+    """The per-image byte limit now ($XEMOTION_MAX_IMAGE_BYTES, validated when it is read)."""
+    return int(env_number("XEMOTION_MAX_IMAGE_BYTES", MAX_IMAGE_BYTES, 0, 2**40))
+
+
+_MARK = "\0"  # never in a real path: an Item's data that starts with it is not a path (see Item)
+_REFUSED = _MARK + "!"
+
+
+def file_data(path: str) -> str:
+    """What an Item carries for a file: its path, or for a name that is not valid UTF-8 the hex of its
+    bytes behind a NUL, so that every engine can ship it as text (Arrow strings are UTF-8)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return _MARK + os.fsencode(path).hex()
+    return path
+
+
+def refused(why: str) -> str:
+    """An Item's data for an input refused before it was read: it becomes an error row saying why."""
+    return _REFUSED + why
+
+
+def resolve(data: str | bytes) -> str | bytes:
+    """The file to open or the bytes to decode; ImageError for an input refused before it was read."""
+    if isinstance(data, str) and data.startswith(_MARK):
+        if data.startswith(_REFUSED):
+            raise ImageError(data[len(_REFUSED) :])
+        return os.fsdecode(bytes.fromhex(data[len(_MARK) :]))
+    return data
+
+
+def shown(path: str) -> str:
+    """A path as the results show it: itself, or with each byte that is not UTF-8 as \\xNN."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
+    return path
 
 
 @dataclass(frozen=True)
@@ -30,8 +88,10 @@ class Item:
     """One input: its index in the source, the path shown in results, and what to decode (a file or bytes)."""
 
     index: int
-    path: str
-    data: str | bytes | None  # a file to open, image bytes, or None (a table row without a value)
+    path: str  # as shown in the results (valid UTF-8)
+    # a file to open, image bytes, or None (a table row without a value); a str that starts with NUL is a
+    # file name that is not UTF-8 or a refusal (``file_data``, ``refused``): ``resolve`` reads it
+    data: str | bytes | None
 
 
 Skip = Callable[[int], bool]
@@ -55,7 +115,8 @@ def _listed(description: str, paths: list[str], base: Path | None) -> Source:
     def items(skip: Skip) -> Iterator[Item]:
         for i, p in enumerate(paths):
             if not skip(i):
-                yield Item(i, p, str(base / p) if base is not None and not os.path.isabs(p) else p)
+                full = str(base / p) if base is not None and not os.path.isabs(p) else p
+                yield Item(i, shown(p), file_data(full))
 
     return Source(description, len(paths), items, _digest(paths))
 
@@ -82,6 +143,55 @@ def _walk(folder: Path) -> list[str]:
     return found
 
 
+def _one_name(pattern: str, name: str) -> bool:
+    """One path component against one pattern component, as glob matches them (a wildcard does not match
+    a hidden name unless the pattern starts with a dot)."""
+    if not _MAGIC & set(pattern):
+        return pattern == name
+    if name.startswith(".") and not pattern.startswith("."):
+        return False
+    return fnmatch.fnmatchcase(name, pattern)
+
+
+def _matches(pattern: list[str], names: list[str]) -> bool:
+    """Path components against pattern components; ``**`` matches any number of them (none hidden)."""
+
+    @functools.cache
+    def at(i: int, j: int) -> bool:
+        if i == len(pattern):
+            return j == len(names)
+        if pattern[i] == "**":
+            return at(i + 1, j) or (j < len(names) and not names[j].startswith(".") and at(i, j + 1))
+        return j < len(names) and _one_name(pattern[i], names[j]) and at(i + 1, j + 1)
+
+    return at(0, 0)
+
+
+def _glob(pattern: str) -> list[str]:
+    """Files matching ``pattern``, sorted. A recursive pattern walks the folders as the folder source
+    does, so symbolic links to folders are listed, never entered: a link loop cannot run for ever."""
+    if "**" not in pattern:  # every wildcard stands for one level: glob's walk is bounded by the pattern
+        return sorted(p for p in glob.iglob(pattern) if os.path.isfile(p))
+    parts = pattern.split(os.sep)
+    fixed = 0
+    while fixed < len(parts) - 1 and not _MAGIC & set(parts[fixed]):
+        fixed += 1
+    root = os.sep.join(parts[:fixed]) if fixed else ""
+    if fixed == 1 and parts[0] == "":  # "/**/x": the root folder
+        root = os.sep
+    rest = parts[fixed:]
+    top = root or os.curdir
+    found: list[str] = []
+    for folder, dirs, files in os.walk(top):
+        dirs.sort()
+        inner = os.path.relpath(folder, top)
+        names = [] if inner == os.curdir else inner.split(os.sep)
+        for f in sorted(files):
+            if _matches(rest, [*names, f]):
+                found.append(os.path.join(root, *names, f) if root else os.path.join(*names, f))
+    return sorted(p for p in found if os.path.isfile(p))
+
+
 def _path_list(path: Path) -> list[str]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -104,20 +214,63 @@ def _parquet(path: Path, column: str) -> Source:
     as_bytes = pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
     if not (as_bytes or pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         raise DataError(f"{path}: column {column!r} is {kind}; it must hold paths (string) or image bytes (binary)")
+    chunks = [c for c in range(meta.metadata.num_columns) if meta.metadata.schema.column(c).path == column]
+    if len(chunks) != 1:
+        raise DataError(f"{path}: column {column!r} is not one flat column")
+    groups = [meta.metadata.row_group(g) for g in range(meta.metadata.num_row_groups)]
+    if sum(g.num_rows for g in groups) != meta.metadata.num_rows:
+        raise DataError(f"{path}: its row groups do not add up to its {meta.metadata.num_rows} rows")
     base = path.parent
 
+    def item(i: int, value: Any, size: int | None, limit: int) -> Item:
+        name = f"{path.name}#{i}"
+        if size is not None and size > limit:
+            return Item(
+                i, name, refused(f"{name}: {size} bytes, over the limit of {limit} ($XEMOTION_MAX_IMAGE_BYTES)")
+            )
+        if as_bytes:
+            return Item(i, name, value.as_py())
+        text = value.as_py()
+        return Item(i, shown(text or ""), None if not text else file_data(str(base / text)))
+
     def items(skip: Skip) -> Iterator[Item]:
+        limit = max_image_bytes()
         i = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=TABLE_BATCH, columns=[column]):
-            for value in batch.column(0).to_pylist():
-                if not skip(i):
-                    if as_bytes:
-                        yield Item(i, f"{path.name}#{i}", value)
-                    else:
-                        yield Item(i, value or "", None if not value else str(base / value))
-                i += 1
+        reader = pq.ParquetFile(path, read_dictionary=[column], buffer_size=1 << 20, pre_buffer=False)
+        with open(path, "rb") as f:
+            for g, group in enumerate(groups):
+                try:
+                    chunk = check_chunk(f, group.column(chunks[0]), 2 * limit)
+                except PageError as exc:  # not read: each of its rows is an error row saying why
+                    for j in range(i, i + group.num_rows):
+                        if not skip(j):
+                            yield Item(
+                                j, f"{path.name}#{j}", refused(f"{path.name}#{j}: row group {g} not read: {exc}")
+                            )
+                    i += group.num_rows
+                    continue
+                rows = max(1, min(TABLE_BATCH, TABLE_BYTES * max(1, group.num_rows) // max(1, chunk.uncompressed)))
+                try:
+                    for batch in reader.iter_batches(batch_size=rows, row_groups=[g], columns=[column]):
+                        values = batch.column(0)
+                        for value, size in zip(values, _sizes(values)):
+                            if not skip(i):
+                                yield item(i, value, size, limit)
+                            i += 1
+                except (OSError, ValueError, pa.ArrowException) as exc:  # damaged after its header was read
+                    raise DataError(f"{path}: row group {g} is unreadable ({exc})") from None
 
     return Source(f"{path}:{column}", meta.metadata.num_rows, items, _stamp(path))
+
+
+def _sizes(values: Any) -> list[int | None]:
+    """The byte length of each value, read from the column's offsets (a dictionary's values once each)."""
+    pa = require("pyarrow", "classify")
+    pc = require("pyarrow.compute", "classify")
+    if isinstance(values, pa.DictionaryArray):
+        lengths = pc.binary_length(values.dictionary).to_pylist()
+        return [None if j is None else lengths[j] for j in values.indices.to_pylist()]
+    return pc.binary_length(values).to_pylist()  # type: ignore[no-any-return]
 
 
 def _csv_table(path: Path, column: str) -> Source:
@@ -136,7 +289,7 @@ def _csv_table(path: Path, column: str) -> Source:
     def items(skip: Skip) -> Iterator[Item]:
         for i, p in enumerate(paths):
             if not skip(i):
-                yield Item(i, p, str(base / p) if p else None)
+                yield Item(i, p, file_data(str(base / p)) if p else None)
 
     return Source(f"{path}:{column}", len(paths), items, _digest(paths))
 
@@ -159,5 +312,5 @@ def open_source(source: str | os.PathLike[str], column: str | None = None) -> So
             return _listed(text, _path_list(path), path.parent)
         return _listed(text, [text], None)  # one image (or one bad input: it becomes an error row)
     if _MAGIC & set(text):
-        return _listed(text, sorted(p for p in glob.iglob(text, recursive=True) if os.path.isfile(p)), None)
+        return _listed(text, _glob(text), None)
     raise DataError(f"{text}: no such file or folder, and not a glob pattern")

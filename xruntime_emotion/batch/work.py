@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from xruntime_emotion.batch.sources import Item
+from xruntime_emotion.batch.sources import Item, resolve
 from xruntime_emotion.errors import ImageError, XEmotionError, require
 from xruntime_emotion.model.ir import LABELS
 from xruntime_emotion.runtime.classifier import EmotionClassifier
@@ -100,16 +100,17 @@ def _one_line(exc: BaseException) -> str:
 
 def decode(item: Item, faces: Faces | None = None) -> Decoded:
     """Read one input into the model's input (the same steps as ``EmotionClassifier.predict`` on the file,
-    or ``analyze`` with --detect); a bad input becomes an error, never an exception."""
+    or ``analyze`` with --detect); a bad input becomes an error, never an exception. Any other error (a
+    bad setting, a broken detector) is raised: it would be the same for every input."""
     try:
         if item.data is None:
             raise ImageError(f"{item.path or '(empty)'}: no image (an empty value)")
-        image = load_image(item.data, name=item.path)
+        image = load_image(resolve(item.data), name=item.path)
         if faces is None:
             return Decoded(item, prepare(image), None, None)
         boxes, crops = faces.find(image)
         return Decoded(item, prepare(crops) if crops else None, boxes, None)
-    except (XEmotionError, OSError, MemoryError) as exc:
+    except (ImageError, OSError, MemoryError) as exc:
         return Decoded(item, None, None, _one_line(exc))
 
 
