@@ -331,6 +331,10 @@ def classify(
     ] = None,
     batch: Annotated[int, typer.Option(help="Inputs per model call.")] = 256,
     part_rows: Annotated[int, typer.Option(help="Rows per Parquet part file (and per CSV append).")] = 8192,
+    flush_seconds: Annotated[
+        float,
+        typer.Option(help="Write a part at least this often, however few rows it holds (what a kill can lose)."),
+    ] = 10.0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run into the same output.")] = (
         False
     ),
@@ -369,6 +373,7 @@ def classify(
             threads=threads,
             address=address,
             part_rows=part_rows,
+            flush_seconds=flush_seconds,
             on_progress=step,
         )
     out.print(

@@ -268,6 +268,7 @@ def test_a_torn_csv_is_cut_back_to_whole_inputs_on_resume(small: Path, tmp_path:
     other = tmp_path / "other.onnx"
     other.write_bytes(Path(EmotionClassifier.default().backend.path).read_bytes())
     (tmp_path / "o2.csv").write_text(out.read_text().replace(again.model_sha256, "0" * 64))
+    (tmp_path / ".o2.csv.xemotion.json").write_text((tmp_path / ".o.csv.xemotion.json").read_text())  # its record
     with pytest.raises(DataError, match="another model"):
         classify(small, tmp_path / "o2.csv", resume=True)
 

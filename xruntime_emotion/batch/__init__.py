@@ -6,7 +6,9 @@
 
 Sources: ``xruntime_emotion.batch.sources``; the columns: ``xruntime_emotion.batch.work``; the
 engines (local streaming, Ray Data): ``xruntime_emotion.batch.engines``. Bad inputs become rows with an
-``error``; at the end the output is read back and every input must appear in it.
+``error``; bad settings (arguments, $XEMOTION_MAX_PIXELS, $XEMOTION_MAX_IMAGE_BYTES) fail before the first
+input is read. One run writes an output at a time (a lock), and at the end the output is read back,
+every row checked (``xruntime_emotion.batch.sinks``): every input must appear in it exactly once.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from typing import Any
 import numpy as np
 
 from xruntime_emotion.batch.engines import ENGINES, Settings, engine
-from xruntime_emotion.batch.sinks import CsvSink, MemorySink, ParquetSink, Sink
-from xruntime_emotion.batch.sources import Source, open_source
+from xruntime_emotion.batch.sinks import FLUSH_SECONDS, CsvSink, MemorySink, ParquetSink, Sink
+from xruntime_emotion.batch.sources import Source, max_image_bytes, open_source
 from xruntime_emotion.batch.work import Faces, columns
 from xruntime_emotion.errors import XEmotionError, require
 from xruntime_emotion.runtime.classifier import ModelSpec
 from xruntime_emotion.runtime.detect import DEFAULT_DETECTOR, MARGIN
+from xruntime_emotion.runtime.preprocess import max_pixels
 from xruntime_emotion.util import sha256_file
 
 PART_ROWS = 8192  # rows per Parquet part (and per CSV append)
@@ -57,10 +60,9 @@ def _spec(model: ModelSpec | str | os.PathLike[str] | None) -> ModelSpec:
     return model if isinstance(model, ModelSpec) else ModelSpec(None if model is None else Path(model))
 
 
-def _sink(out: Path, meta: dict[str, Any], detect: bool, resume: bool, part_rows: int) -> Sink:
-    if out.suffix.lower() == ".csv":
-        return CsvSink(out, detect=detect, part_rows=part_rows, resume=resume, model_sha256=meta["model_sha256"])
-    return ParquetSink(out, meta, detect=detect, part_rows=part_rows, resume=resume)
+def _sink(out: Path, meta: dict[str, Any], detect: bool, resume: bool, part_rows: int, flush_seconds: float) -> Sink:
+    kind = CsvSink if out.suffix.lower() == ".csv" else ParquetSink
+    return kind(out, meta, detect=detect, part_rows=part_rows, resume=resume, flush_seconds=flush_seconds)
 
 
 def _run(
@@ -75,27 +77,30 @@ def _run(
     t0 = time.perf_counter()
     run = engine(engine_name)
     sha = sha256_file(spec.open(1).backend.path)  # a bad model fails here, before anything is written
-    sink = sink_for(sha)
-    done = sink.done()
-    seen = np.zeros(source.total, bool)
-    seen[done[(done >= 0) & (done < source.total)]] = True
-    resumed = int(seen.sum())
-    count = {"inputs": resumed, "faces": 0}
+    sink = sink_for(sha)  # an existing output is locked and checked here
+    try:
+        done = sink.done()
+        seen = np.zeros(source.total, bool)
+        seen[done[(done >= 0) & (done < source.total)]] = True
+        resumed = int(seen.sum())
+        count = {"inputs": resumed, "faces": 0}
 
-    def step(inputs: int, faces: int) -> None:
-        count["inputs"] += inputs
-        count["faces"] += faces
+        def step(inputs: int, faces: int) -> None:
+            count["inputs"] += inputs
+            count["faces"] += faces
+            if on_progress is not None:
+                on_progress(count["inputs"], source.total, count["faces"])
+
         if on_progress is not None:
-            on_progress(count["inputs"], source.total, count["faces"])
-
-    if on_progress is not None:
-        on_progress(resumed, source.total, 0)
-    ran = run(source, lambda i: bool(seen[i]), sink, spec, settings, step)
-    sink.close()
-    if ran - {sha}:  # changed during the run, or (Ray) another copy on some node
-        others = ", ".join(sorted(h[:12] for h in ran - {sha}))
-        raise XEmotionError(f"the model file {sha[:12]} was not the one every worker ran (also: {others})")
-    tally = sink.tally(source.total)
+            on_progress(resumed, source.total, 0)
+        ran = run(source, lambda i: bool(seen[i]), sink, spec, settings, step)
+        sink.close()
+        if ran - {sha}:  # changed during the run, or (Ray) another copy on some node
+            others = ", ".join(sorted(h[:12] for h in ran - {sha}))
+            raise XEmotionError(f"the model file {sha[:12]} was not the one every worker ran (also: {others})")
+        tally = sink.tally(source.total)  # read back and checked, still under the lock
+    finally:
+        sink.release()
     report = Report(
         source.description,
         output,
@@ -125,9 +130,16 @@ def _inputs(source: str | os.PathLike[str], column: str | None) -> Source:
     return src
 
 
+def limits() -> dict[str, int]:
+    """The input limits now, validated (a bad $XEMOTION_MAX_PIXELS or $XEMOTION_MAX_IMAGE_BYTES fails here,
+    before any input is read, never as an error row per input)."""
+    return {"max_pixels": max_pixels(), "max_image_bytes": max_image_bytes()}
+
+
 def _settings(
     detect: bool, margin: float, detector: str, detector_options: Mapping[str, Any] | None, **kwargs: Any
 ) -> Settings:
+    limits()
     if not 0.0 <= margin <= 1.0:
         raise XEmotionError(f"margin must lie in [0, 1], got {margin}")
     if not detect:
@@ -154,14 +166,18 @@ def classify(
     threads: int | None = None,
     address: str | None = None,
     part_rows: int = PART_ROWS,
+    flush_seconds: float = FLUSH_SECONDS,
     on_progress: OnProgress | None = None,
 ) -> Report:
     """Classify every image of ``source`` into ``out``: a Parquet dataset folder, or a CSV file (``.csv``).
 
-    ``resume`` continues an interrupted run into the same ``out`` (same source, model and settings).
+    ``resume`` continues an interrupted run into the same ``out`` (same source, model and settings). A
+    part is written every ``part_rows`` rows, or once its oldest row is ``flush_seconds`` old.
     """
     if part_rows < 1:
         raise XEmotionError("part_rows must be at least 1")
+    if not 0.0 <= flush_seconds <= 86_400.0:  # NaN fails too
+        raise XEmotionError(f"flush_seconds must lie in [0, 86400], got {flush_seconds}")
     settings = _settings(
         detect, margin, detector, detector_options, batch=batch, workers=workers, threads=threads, address=address
     )
@@ -175,10 +191,11 @@ def classify(
         "fingerprint": src.fingerprint,
         "columns": [c.name for c in columns(detect)],
         "detect": [margin, detector, dict(detector_options or {})] if detect else None,
+        "limits": limits(),
     }
     return _run(
         src,
-        lambda sha: _sink(out_path, {**meta, "model_sha256": sha}, detect, resume, part_rows),
+        lambda sha: _sink(out_path, {**meta, "model_sha256": sha}, detect, resume, part_rows, flush_seconds),
         spec,
         settings,
         engine,
