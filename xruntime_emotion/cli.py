@@ -503,6 +503,10 @@ def train(
         "prune_end": prune_end,
     }
     plan = replace(load_recipe(recipe) if recipe else Recipe(), **{k: v for k, v in given.items() if v is not None})
+    if soft_targets is None and not plan.distill and (temperature is not None or alpha is not None):
+        raise XEmotionError("--temperature and --alpha apply to distillation: give --soft-targets too")
+    if not plan.prune and (prune_start is not None or prune_end is not None):
+        raise XEmotionError("--prune-start and --prune-end apply to pruning: give --prune too")
     fer = load_fer2013(data)
     with native_output(), steps("train") as step:
 

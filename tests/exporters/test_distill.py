@@ -178,3 +178,14 @@ def test_distilled_pruned_run_resumes_to_the_same_record(tmp_path: Path, fer: Fe
 
         train(fer, tmp_path / "x", recipe=Recipe(epochs=2, alpha=0.9), checkpoint_dir=tmp_path / "two-ck",
               limit=256, soft_targets=st, progress=False)  # fmt: skip
+
+
+def test_distillation_and_pruning_options_need_their_inputs(tmp_path: Path) -> None:
+    data = ["--data", str(tmp_path / "never-read.npz"), "-o", str(tmp_path / "out")]
+    for args, said in (
+        (["--alpha", "0.3"], "--temperature and --alpha apply to distillation: give --soft-targets too"),
+        (["--prune-end", "5"], "--prune-start and --prune-end apply to pruning: give --prune too"),
+    ):
+        r = run_cli("train", *data, *args)
+        assert r.returncode == 1 and r.stderr.strip() == f"error: {said}", r.stderr
+    assert not (tmp_path / "out").exists()
