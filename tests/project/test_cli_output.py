@@ -14,7 +14,7 @@ from PIL import Image
 
 from xruntime_emotion.model.catalog import FORMATS
 from xruntime_emotion.runtime.inspection import inspect_file
-from xruntime_emotion.weights import default_onnx_path
+from xruntime_emotion.weights import default_onnx_path, default_weights_path
 
 CHATTER = ("Saved artifact", "Captures", "TensorSpec", "XNNPACK", "oneDNN", "absl", "WARNING", "I0000")
 
@@ -76,6 +76,8 @@ def _bad(tmp_path: Path) -> dict[str, list[list[str]]]:
         "info": [[f"{t}/missing.onnx"], [f"{t}/file.txt"], [f"{t}/empty"]],
         "targets": [["--json", f"{t}/dir.json"], ["--json", f"{t}/file.txt/x.json"], ["--json", f"{t}/empty"]],
         "train": [["--data", f"{t}/missing.npz"], ["--data", f"{t}/file.txt"], ["--data", f"{t}/empty"]],
+        "teacher": [["-m", f"{t}/missing.npz", "--data", f"{t}/missing.npz"], ["-m", junk, "--data", junk],
+                    ["-m", str(default_weights_path()), "--data", f"{t}/empty"]],
         "evaluate": [["-m", f"{t}/missing.onnx"], ["-m", onnx, "--split", "Nope"], ["-m", onnx, "--data", junk]],
         "verify": [["--artifacts", f"{t}/empty"], ["--artifacts", f"{t}/missing"], ["--artifacts", t, "--golden", t]],
         "golden regenerate": [["--artifacts", f"{t}/empty", "--data", f"{t}/file.txt"], ["--weights", f"{t}/file.txt"],
@@ -90,7 +92,7 @@ def _bad(tmp_path: Path) -> dict[str, list[list[str]]]:
     }  # fmt: skip
 
 
-COMMANDS = ["export", "predict", "info", "targets", "train", "evaluate", "verify", "golden regenerate",
+COMMANDS = ["export", "predict", "info", "targets", "train", "teacher", "evaluate", "verify", "golden regenerate",
             "golden record", "golden mirror", "bench", "classify"]  # fmt: skip
 
 
