@@ -214,12 +214,15 @@ def _parquet(path: Path, column: str) -> Source:
     as_bytes = pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
     if not (as_bytes or pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         raise DataError(f"{path}: column {column!r} is {kind}; it must hold paths (string) or image bytes (binary)")
-    chunks = [c for c in range(meta.metadata.num_columns) if meta.metadata.schema.column(c).path == column]
-    if len(chunks) != 1:
-        raise DataError(f"{path}: column {column!r} is not one flat column")
-    groups = [meta.metadata.row_group(g) for g in range(meta.metadata.num_row_groups)]
-    if sum(g.num_rows for g in groups) != meta.metadata.num_rows:
-        raise DataError(f"{path}: its row groups do not add up to its {meta.metadata.num_rows} rows")
+
+    def chunk_of(metadata: Any) -> int:
+        found = [c for c in range(metadata.num_columns) if metadata.schema.column(c).path == column]
+        if len(found) != 1:
+            raise DataError(f"{path}: column {column!r} is not one flat column")
+        return found[0]
+
+    chunk_of(meta.metadata)
+    total = meta.metadata.num_rows
     base = path.parent
 
     def item(i: int, value: Any, size: int | None, limit: int) -> Item:
@@ -236,11 +239,18 @@ def _parquet(path: Path, column: str) -> Source:
     def items(skip: Skip) -> Iterator[Item]:
         limit = max_image_bytes()
         i = 0
-        reader = pq.ParquetFile(path, read_dictionary=[column], buffer_size=1 << 20, pre_buffer=False)
-        with open(path, "rb") as f:
+        with open(path, "rb") as f:  # one open file: the pages checked are the pages read
+            try:
+                reader = pq.ParquetFile(f, read_dictionary=[column], buffer_size=1 << 20, pre_buffer=False)
+            except Exception as exc:
+                raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+            at = chunk_of(reader.metadata)
+            groups = [reader.metadata.row_group(g) for g in range(reader.metadata.num_row_groups)]
+            if reader.metadata.num_rows != total or sum(g.num_rows for g in groups) != total:
+                raise DataError(f"{path}: changed since it was listed, or its row groups do not add up to its rows")
             for g, group in enumerate(groups):
                 try:
-                    chunk = check_chunk(f, group.column(chunks[0]), 2 * limit)
+                    chunk = check_chunk(f, group.column(at), 2 * limit)
                 except PageError as exc:  # not read: each of its rows is an error row saying why
                     for j in range(i, i + group.num_rows):
                         if not skip(j):
@@ -260,7 +270,7 @@ def _parquet(path: Path, column: str) -> Source:
                 except (OSError, ValueError, pa.ArrowException) as exc:  # damaged after its header was read
                     raise DataError(f"{path}: row group {g} is unreadable ({exc})") from None
 
-    return Source(f"{path}:{column}", meta.metadata.num_rows, items, _stamp(path))
+    return Source(f"{path}:{column}", total, items, _stamp(path))
 
 
 def _sizes(values: Any) -> list[int | None]:
