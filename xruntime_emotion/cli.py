@@ -320,15 +320,23 @@ def classify(
         int | None,
         typer.Option(
             help="local: decode threads (default: cores - 1; 0 decodes between model calls); "
-            "ray: model actors (default 1)."
+            "ray: model actors (default: as many as the nodes hold)."
         ),
     ] = None,
     threads: Annotated[
-        int | None, typer.Option(help="Inference threads (default: all cores; ray: the CPUs per actor).")
+        int | None,
+        typer.Option(help="Inference threads (default: all cores; ray: CPUs per actor, default the smallest node's)."),
     ] = None,
     address: Annotated[
         str | None, typer.Option(help="ray: join this running cluster (e.g. auto, or ray://head:10001).")
     ] = None,
+    placement_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="XEMOTION_RAY_PLACEMENT_TIMEOUT",
+            help="ray: seconds the nodes may take to place the actors: none placed is an error, some a warning.",
+        ),
+    ] = 60.0,
     batch: Annotated[int, typer.Option(help="Inputs per model call.")] = 256,
     part_rows: Annotated[int, typer.Option(help="Rows per Parquet part file (and per CSV append).")] = 8192,
     flush_seconds: Annotated[
@@ -341,16 +349,26 @@ def classify(
     json_path: JsonOpt = None,
 ) -> None:
     """Classify every image of a folder, glob, list or table into one result table (Parquet or CSV)."""
+    import os
+
     from xruntime_emotion.batch import classify as run_classify
+    from xruntime_emotion.batch.ray_engine import PLACEMENT_ENV, PLACEMENT_MAX, listen
     from xruntime_emotion.console import progress
     from xruntime_emotion.runtime.classifier import ModelSpec
 
     if address is not None and engine != "ray":
         raise typer.BadParameter("--address needs --engine ray", param_hint="--address")
+    if not 0 < placement_timeout <= PLACEMENT_MAX:
+        raise typer.BadParameter(f"must lie in (0, {PLACEMENT_MAX:g}] seconds", param_hint="--placement-timeout")
+    os.environ[PLACEMENT_ENV] = repr(placement_timeout)  # the Ray engine reads it there
     options = _detector_options(detector, min_face) if detect else {}
     timer = Summary("classify")
     t0 = timer.t0
-    with native_output(), progress() as bar:
+
+    def warn(text: str) -> None:
+        err.print(f"warning: {_t(text)}", highlight=False, soft_wrap=True)
+
+    with native_output(), progress() as bar, listen(warn) as ray_ran:
         task = bar.add_task("classify", total=None, rate="")
 
         def step(done: int, total: int, faces: int) -> None:
@@ -384,9 +402,10 @@ def classify(
     _write_json(json_path, report.to_json())
     fresh = report.inputs - report.resumed
     resumed = f", {report.resumed} already there" if report.resumed else ""
+    actors = f"; {ray_ran()}" if engine == "ray" and fresh else ""
     timer.done(
         f"{fresh} inputs classified{resumed}, {report.errors} with an error; every input is in {_t(report.output)} "
-        f"({report.present} = {report.inputs}); {report.faces / max(report.seconds, 1e-9):,.0f} faces/s"
+        f"({report.present} = {report.inputs}){actors}; {report.faces / max(report.seconds, 1e-9):,.0f} faces/s"
     )
 
 
