@@ -40,7 +40,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "xruntime_emotion" / "samples" / "fer2013_training_sample.npz"
-RAY = str(Path(sys.executable).with_name("ray"))  # the ray CLI of this environment
+RAY = Path(sys.executable).with_name("ray")  # the ray CLI of this environment, else the one on PATH
+RAY_CLI = str(RAY) if RAY.exists() else "ray"
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 
@@ -85,7 +86,7 @@ class LocalCluster:
 
     def _start(self, i: int, *args: str) -> None:
         temp = self.root / f"n{i}"
-        cmd = [RAY, "start", *args, "--num-cpus", str(self.cpus[i]), "--temp-dir", str(temp)]
+        cmd = [RAY_CLI, "start", *args, "--num-cpus", str(self.cpus[i]), "--temp-dir", str(temp)]
         cmd += ["--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
         cmd += ["--dashboard-agent-listen-port", str(free_port())]  # two nodes on one machine: not the default
         log = (self.root / f"n{i}.log").open("w")
