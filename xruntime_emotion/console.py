@@ -70,6 +70,10 @@ def progress() -> Progress:
         TimeRemainingColumn(),
         console=err,
         disable=SETTINGS.quiet or not err.is_terminal,
+        # Python-level writes go where they were going (stdout stays the result's; libraries' stderr
+        # handlers keep their own routing, e.g. to --log), not through the bar's console
+        redirect_stdout=False,
+        redirect_stderr=False,
     )
 
 
