@@ -466,3 +466,48 @@ def test_verify_on_a_folder_with_a_fuzzed_mutant(tmp_path: Path, full_artifacts:
     damaged = {p for p in rows if p.startswith("tflite-int8 ×")}
     assert {rows[p] for p in damaged if rows[p] != "skipped"} == {"failed"}
     assert all(rows[p] in ("passed", "skipped") for p in rows if p not in damaged), rows
+
+
+# ------------------------------------------------------------------ the door every outside file comes through
+_DOOR = """
+import sys
+from xruntime_emotion import util
+from xruntime_emotion.errors import XEmotionError
+how, path = sys.argv[1:]
+try:
+    if how == "sha256":
+        util.sha256_file(path)
+    elif how == "json":
+        util.read_json(path, 1 << 20)
+    else:
+        util.read_npz(path, 1 << 20, 1 << 20)
+except XEmotionError as exc:
+    print(exc)
+else:
+    print("read")
+"""
+
+
+@pytest.mark.parametrize("attack", ["fifo-json", "fifo-sha256", "dev-zero-json", "dev-zero-sha256", "npz-header"])
+def test_the_door_refuses_what_is_not_a_small_regular_file(attack: str, tmp_path: Path) -> None:
+    """Before: sha256_file (every digest of a model or weights file) waited on a FIFO and hashed /dev/zero
+    for ever; an npz whose header declares 10**12 values was allocated before it was read."""
+    path = tmp_path / "x"
+    if attack.startswith("fifo"):
+        os.mkfifo(path)
+    elif attack.startswith("dev-zero"):
+        path.symlink_to("/dev/zero")  # a link is followed here (the golden set's files refuse links too)
+    else:
+        import io
+        import zipfile
+
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12,)})
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("a.npy", header.getvalue() + bytes(64))
+    how = attack.rsplit("-", 1)[-1]
+    r = subprocess.run([sys.executable, "-c", _DOOR, how if how != "header" else "npz", str(path)],
+                       capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    want = "declares (1000000000000,)" if attack == "npz-header" else "not a regular file"
+    assert want in r.stdout, r.stdout

@@ -20,9 +20,10 @@ from xruntime_emotion.model.calibration import shipped_sample
 from xruntime_emotion.model.data import image_sha256
 from xruntime_emotion.runtime.detect import DETECTORS, Box, Detection, build_detector
 from xruntime_emotion.runtime.preprocess import load_image
-from xruntime_emotion.util import sha256_file, versions
+from xruntime_emotion.util import read_bounded, sha256_file, versions
 
 FOLDER = "detector"
+MAX_PHOTO_BYTES = 16 * 2**20  # a golden photo file (about 50 KB each); a larger one is refused unread
 WIDTH, HEIGHT = 640, 480
 TOLERANCE = {
     "max_px": 2,
@@ -107,7 +108,8 @@ def photos(directory: Path, section: dict[str, Any]) -> list[np.ndarray]:
     out = []
     for entry in section["photos"]:
         path = directory / entry["file"]
-        pixels = load_image(path)
+        data = read_bounded(path, MAX_PHOTO_BYTES, follow_symlinks=False, error=ConformanceError, what="golden photo")
+        pixels = load_image(data, name=str(path))  # decoded from the bytes that were checked
         if image_sha256(pixels) != entry["sha256"]:
             raise ConformanceError(f"{path}: pixels do not match their sha256 (corrupt golden set?)")
         out.append(pixels)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from xruntime_emotion import util
 from xruntime_emotion._version import __version__
 from xruntime_emotion.check import detector_golden
 from xruntime_emotion.check.fidelity import Int8Rule
@@ -37,9 +38,10 @@ from xruntime_emotion.model.data import FerData, Split, data_root, image_sha256
 from xruntime_emotion.model.ir import ModelIR
 from xruntime_emotion.model.synthetic import synthetic_cases
 from xruntime_emotion.runtime.inspection import inspect_file, output_step
-from xruntime_emotion.util import versions
 
 SCHEMA = 3
+MAX_FILE_BYTES = 64 * 2**20  # each file of a golden set (about 1 MB today); a larger one is refused unread
+MAX_ARRAY_BYTES = 256 * 2**20  # what one npz's members may declare, uncompressed, in all
 SEAL_COVERS = "the manifest (without this entry), expected.npz and faces.npz; see golden.seal"
 SYNTHETIC_SEED = 0
 FER_STRIDE = 7  # every 7th PrivateTest row: 513 faces, fixed by index
@@ -118,17 +120,41 @@ class GoldenSet:
         return self.expected[key][[index[c.name] for c in cases]]
 
 
+def read_json(path: Path) -> Any:
+    """A JSON file of a golden set, through the door (``util.read_json``): a regular file, not a link, capped."""
+    return util.read_json(path, MAX_FILE_BYTES, follow_symlinks=False, error=ConformanceError, what="golden file")
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """An npz of a golden set, through the door (``util.read_npz``): headers judged before arrays are made."""
+    return util.read_npz(
+        path, MAX_FILE_BYTES, MAX_ARRAY_BYTES, follow_symlinks=False, error=ConformanceError, what="golden file"
+    )
+
+
+def read_bytes(path: Path) -> bytes:
+    """Any other file of a golden set (a detector photo), through the door."""
+    return util.read_bounded(path, MAX_FILE_BYTES, follow_symlinks=False, error=ConformanceError, what="golden file")
+
+
 def load(directory: Path | None = None) -> GoldenSet:
+    """The golden set in ``directory`` (default ``golden_dir()``), checked against its seal.
+
+    Each file is read through one door before anything is trusted: regular files only (a FIFO, device or
+    symbolic link is refused unopened), at most ``MAX_FILE_BYTES`` each, npz members judged by their headers
+    (at most ``MAX_ARRAY_BYTES`` in all) before an array is made; every failure is one ConformanceError.
+    """
     d = directory or golden_dir()
+    hint = "pass --golden DIR" if directory else "reinstall xemotion, or pass --golden DIR"
     try:
-        manifest = json.loads((d / "manifest.json").read_text())
-        with np.load(d / "expected.npz", allow_pickle=False) as z:
-            expected = {k: z[k] for k in z.files}
-        with np.load(d / FACES, allow_pickle=False) as z:
-            faces = dict(zip(z["names"].tolist(), z["images"]))
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-        hint = "pass --golden DIR" if directory else "reinstall xemotion, or pass --golden DIR"
-        raise ConformanceError(f"no readable golden set in {d} ({exc}); {hint}") from exc
+        manifest = read_json(d / "manifest.json")
+        expected = read_npz(d / "expected.npz")
+        stored = read_npz(d / FACES)
+        faces = dict(zip(stored["names"].tolist(), stored["images"]))
+    except ConformanceError as exc:
+        raise ConformanceError(f"no readable golden set in {d} ({exc}); {hint}") from None
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConformanceError(f"no readable golden set in {d} ({FACES}: {exc!r}); {hint}") from None
     if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
         raise ConformanceError(f"{d}: golden schema is not {SCHEMA}; use the golden set of this xemotion version")
     _check_types(d, manifest)
@@ -233,7 +259,7 @@ def recordings(gs: GoldenSet, fmt: str) -> dict[str, np.ndarray]:
 
 def _versions() -> dict[str, str]:
     dists = ("numpy", "onnxruntime", "ai-edge-litert", "tensorflow-cpu", "tensorflow", "keras", "onnx")
-    return {"xemotion": __version__, **versions(*dists)}
+    return {"xemotion": __version__, **util.versions(*dists)}
 
 
 def _onnx_tensor_file(path: Path, array: np.ndarray, name: str) -> None:
