@@ -52,6 +52,8 @@ FOREIGN_OUTPUT = INT8_OUTPUT  # a file the catalog does not name: the loosest co
 
 @dataclass(frozen=True)
 class Format:
+    """One artifact kind: a row of the catalog."""
+
     name: str
     filename: str
     precision: Precision
@@ -221,6 +223,8 @@ class TargetName(str, Enum):
 
 @dataclass(frozen=True)
 class Target:
+    """A deployment target: the board, the artifact it runs, its runtime and NPU delegate."""
+
     name: TargetName
     board: str
     format: str

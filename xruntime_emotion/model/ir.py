@@ -34,6 +34,8 @@ OWN_FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class Provenance:
+    """Where a model's weights came from: the source, its sha256 and its file format."""
+
     source: str
     sha256: str
     format: str

@@ -9,6 +9,8 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True)
 class Prediction:
+    """The most likely label of one face, its probability, and every label's probability."""
+
     label: str
     probability: float
     probabilities: dict[str, float]

@@ -49,13 +49,13 @@ sizes other than 1 and 3, still reaches the host; the fuzzer counts such escapes
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import hashlib
 import json
 import os
 import stat
 import sys
-import threading
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -76,7 +76,7 @@ CACHE_ENTRIES = 256  # verdicts kept on disk; the least recently used go first
 PROBE_SCHEME = 1  # bump when what a probe checks changes, so that older verdicts no longer count
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding xruntime_emotion/
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()  # threading's Lock; threading itself is not imported for it at start-up
 _passed: set[str] = set()  # names of the verdicts that passed in this process
 
 

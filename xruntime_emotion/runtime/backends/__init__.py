@@ -40,6 +40,8 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class RuntimeSpec:
+    """A runtime of the registry: what it opens, how it is found and installed, and its preference."""
+
     name: str
     module: str  # "module[:function]" opening a backend (default function: open_backend), imported lazily
     probe: tuple[str, ...]  # importable modules, any one of which makes it available
