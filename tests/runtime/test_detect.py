@@ -19,7 +19,8 @@ from PIL import Image
 from xruntime_emotion import LABELS, EmotionClassifier
 from xruntime_emotion.errors import MissingDependencyError
 from xruntime_emotion.model.data import FerData
-from xruntime_emotion.runtime.detect import Box, DetectedFace, FaceDetector, HaarDetector, _crop, annotate
+from xruntime_emotion.runtime.detect import Box, DetectedFace, FaceDetector, HaarDetector, annotate
+from xruntime_emotion.runtime.detect.crops import _crop
 from xruntime_emotion.runtime.preprocess import load_image
 
 # PrivateTest rows pasted onto the photo, fixed in advance: among the first 300 PrivateTest rows, these

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from xruntime_emotion.runtime.detect import _INPUT, Box, _view, aligned_crop, regions
+from xruntime_emotion.runtime.detect import Box, aligned_crop, regions
+from xruntime_emotion.runtime.detect.tiles import _INPUT, _view
 
 PEAK_LIMIT_MB = 1024
 # Peak RSS of the call measured in a child of a fresh Python, so no earlier child of the test run counts.
