@@ -275,12 +275,35 @@ class _Buffered:
         self.flush()
 
 
+class _Output(_Buffered):
+    """An output on disk guarded by its OutputLock: claimed (locked, then looked at) before it is read
+    or written, released after the final read-back."""
+
+    lock: OutputLock
+    claimed: bool
+
+    def _claim(self, new: bool) -> None:
+        self.lock.acquire()
+        try:
+            self._inspect(new)
+        except BaseException:
+            self.lock.release()
+            raise
+        self.claimed = True
+
+    def _inspect(self, new: bool) -> None:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        self.lock.release()
+
+
 def _ignored(name: str) -> bool:
     """Names a Parquet dataset reader skips (and so may sit beside the parts)."""
     return name.startswith((".", "_"))
 
 
-class ParquetSink(_Buffered):
+class ParquetSink(_Output):
     """A folder of ``part-NNNNNN.parquet`` files plus ``_xemotion.json`` (what was run, for --resume)."""
 
     def __init__(
@@ -304,15 +327,6 @@ class ParquetSink(_Buffered):
         self._done = _empty()
         if folder.is_dir():  # look at what is there under the lock; a new folder is locked at its first write
             self._claim(new=False)
-
-    def _claim(self, new: bool) -> None:
-        self.lock.acquire()
-        try:
-            self._inspect(new)
-        except BaseException:
-            self.lock.release()
-            raise
-        self.claimed = True
 
     def _inspect(self, new: bool) -> None:
         try:
@@ -414,9 +428,6 @@ class ParquetSink(_Buffered):
     def tally(self, total: int) -> Tally:
         return self._scan(total).tally
 
-    def release(self) -> None:
-        self.lock.release()
-
 
 class _Scanned:
     """A finished check: its tally, and which indices are present."""
@@ -436,7 +447,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-class CsvSink(_Buffered):
+class CsvSink(_Output):
     """One CSV file with a header; null is an empty cell. It grows by whole parts (one write each). What
     made it is recorded in a hidden ``.NAME.xemotion.json`` beside it."""
 
@@ -463,15 +474,6 @@ class CsvSink(_Buffered):
 
     def _size(self) -> int:
         return self.path.stat().st_size if self.path.exists() else 0
-
-    def _claim(self, new: bool) -> None:
-        self.lock.acquire()
-        try:
-            self._inspect(new)
-        except BaseException:
-            self.lock.release()
-            raise
-        self.claimed = True
 
     def _inspect(self, new: bool) -> None:
         if not self._size():
@@ -598,9 +600,6 @@ class CsvSink(_Buffered):
 
     def tally(self, total: int) -> Tally:
         return self._scan(total, torn=False)[0].tally
-
-    def release(self) -> None:
-        self.lock.release()
 
 
 def _with_last(items: Iterator[Any]) -> Iterator[tuple[bool, Any]]:
