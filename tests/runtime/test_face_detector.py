@@ -15,6 +15,8 @@ from conftest import need
 from PIL import Image
 
 from xruntime_emotion import EmotionClassifier
+from xruntime_emotion.check import scenes as S
+from xruntime_emotion.check.detection_score import FALSE, HIT, IGNORED, MIN_FACE, Tally, judge
 from xruntime_emotion.check.scenes import HEIGHT, WIDTH, Scene, make_scenes, match, score
 from xruntime_emotion.errors import IntegrityError
 from xruntime_emotion.runtime.detect import (
@@ -31,7 +33,7 @@ from xruntime_emotion.runtime.detect import (
 )
 
 SAMPLE = Path(__file__).resolve().parents[2] / "xruntime_emotion" / "samples" / "fer2013_training_sample.npz"
-SEED = 0  # the bench's seed; over seeds 0-9 recall ran 0.936-1.00 and precision 0.961-1.00 on 40 scenes
+SEED = 0  # the bench's seed
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,7 @@ class Shifted:
 def test_default_detector_recall_and_precision(scenes: list[Scene]) -> None:
     assert isinstance(default_detector(), BlazeFaceDetector) and DEFAULT_DETECTOR == "blazeface"
     recall, precision, rate = score(default_detector(), scenes)
-    assert recall >= 0.90 and precision >= 0.90, (recall, precision)
+    assert recall >= 0.65 and precision >= 0.90, (recall, precision)  # the widened scenes: 0.691 / 0.933
     assert rate > 0
 
 
@@ -85,14 +87,37 @@ def test_scenes_are_deterministic(scenes: list[Scene]) -> None:
 
 
 def test_scenes_follow_the_recipe(scenes: list[Scene]) -> None:
+    cut = 0
     for s in scenes:
         assert s.image.shape == (HEIGHT, WIDTH, 3) and s.image.dtype == np.uint8
-        assert 1 <= len(s.boxes) <= 3
-        for i, b in enumerate(s.boxes):
-            assert b.w == b.h and 60 <= b.w <= 200
+        assert 1 <= len(s.boxes) <= 3 and len(s.small) <= S.MAX_CLUTTER
+        for i, b in enumerate(s.truth):
+            assert all(b.iou(o) == 0.0 for o in s.truth[i + 1 :])
+        for b in s.boxes:
+            assert b.w == b.h and MIN_FACE <= b.w <= 480
+            outside = max(-b.x, -b.y, b.x + b.w - WIDTH, b.y + b.h - HEIGHT, 0)
+            assert outside <= round(0.4 * b.w)
+            cut += outside > 0
+        for b in s.small:
+            assert b.w == b.h and 16 <= b.w < MIN_FACE
             assert 0 <= b.x and b.x + b.w <= WIDTH and 0 <= b.y and b.y + b.h <= HEIGHT
-            assert all(b.iou(o) == 0.0 for o in s.boxes[i + 1 :])
-        assert all(abs(a) <= 15.0 for a in s.angles)
+        assert all(abs(a) <= 30.0 for a in s.angles)
+    sides = [b.w for s in scenes for b in s.boxes]
+    assert min(sides) < 64 and max(sides) > 256 and 0 < cut < len(sides) / 2  # the whole range; some cut
+
+
+def test_the_scoring_rules() -> None:
+    """Hit at IoU >= 0.5, one box per face; a box fitting a face below the minimum is ignored; blown up, false."""
+    face, small = Box(100, 100, 100, 100), Box(400, 300, 20, 20)
+    j = judge([Box(105, 105, 100, 100), Box(100, 100, 100, 100), Box(395, 295, 30, 30), Box(380, 280, 60, 60)],
+              [face, small])  # fmt: skip
+    assert j.boxes == (FALSE, HIT, IGNORED, FALSE) and j.faces == (True,)  # 60 px > 2x 20 px: false
+    assert judge([Box(390, 290, 40, 40)], [small]).boxes == (IGNORED,)  # exactly 2x: still ignored
+    assert judge([], [face, small]).faces == (False,)  # a small face is never a miss
+    assert judge([Box(120, 120, 100, 100)], [face]).boxes == (FALSE,)  # IoU 0.47: no hit
+    t = Tally()
+    t.add(j)
+    assert (t.faces, t.hits, t.false, t.ignored) == (1, 1, 2, 1) and t.precision == pytest.approx(1 / 3)
 
 
 def test_a_changed_model_file_is_refused(tmp_path: Path) -> None:

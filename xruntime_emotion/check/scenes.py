@@ -1,9 +1,13 @@
 """A measurement set for face detectors: FER2013 faces pasted into synthetic 640x480 scenes, seeded.
 
-Each scene has 1-3 non-overlapping faces, each upscaled to a side of 60-200 px and rotated by up to
-15 degrees inside the upright square it is pasted into; that square is its ground-truth box. The
-backgrounds are noise, gradients and random shapes (never faces). The caller picks the faces: use
-Training or PublicTest rows only, so PrivateTest stays unseen.
+Each scene has 1-3 non-overlapping faces, each upscaled to a side drawn log-uniformly from 32-480 px and
+turned by up to 30 degrees inside the upright square it is pasted into; that square is its true box. A
+quarter of the faces cross the photo's edge (10-40% of the side outside; the true box is the whole
+square). Up to six more faces of 16-31 px, turned by up to 90 degrees, are clutter: smaller than
+``detection_score.MIN_FACE``, so a box around one is ignored if it fits the face and false if it is
+blown up. The backgrounds are noise, gradients and random shapes (never faces). The caller picks the
+faces: use Training or PublicTest rows only, so PrivateTest stays unseen. Scores follow
+``xruntime_emotion.check.detection_score``.
 
     scenes = make_scenes(fer.split("Training")[0], n=500, seed=0)
     recall, precision, faces_per_s = score(detector, scenes)
@@ -13,28 +17,42 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from xruntime_emotion.check.detection_score import IOU, MIN_FACE, Tally, judge, match, side
 from xruntime_emotion.runtime.detect import BlazeFaceDetector, Box, Detector, framing_features
 
 WIDTH, HEIGHT = 640, 480
-MIN_SIDE, MAX_SIDE = 60, 200
-MAX_ANGLE = 15.0  # degrees, either way
+MIN_SIDE, MAX_SIDE = MIN_FACE, 480  # faces, log-uniform
+MAX_ANGLE = 30.0  # degrees, either way
 MAX_FACES = 3
-IOU = 0.5
+CUT_SHARE = 0.25  # of the faces cross the photo's edge ...
+CUT = (0.1, 0.4)  # ... with this share of their side outside it
+CLUTTER_SIDES = (16, MIN_FACE - 1)  # small faces, log-uniform
+CLUTTER_ANGLE = 90.0
+MAX_CLUTTER = 6
+SIZE_BINS = (32, 64, 128, 256, 481)  # faces by side, for the per-size figures
+__all__ = ["IOU", "Scene", "match", "make_scenes", "score", "evaluate", "fit_framing"]
 
 
 @dataclass(frozen=True)
 class Scene:
-    """One photo: uint8 RGB (480,640,3), the faces' true boxes, the rows of ``faces`` they came from, their angles."""
+    """One photo: uint8 RGB (480,640,3); the faces' true boxes (``MIN_SIDE`` and up, perhaps crossing the
+    edge), the rows of ``faces`` they came from and their angles; the clutter faces' boxes."""
 
     image: np.ndarray
     boxes: tuple[Box, ...]
     rows: tuple[int, ...]
     angles: tuple[float, ...]
+    small: tuple[Box, ...] = ()
+
+    @property
+    def truth(self) -> tuple[Box, ...]:
+        """Every face of the scene, the small ones included."""
+        return self.boxes + self.small
 
 
 def _background(rng: np.random.Generator) -> Image.Image:
@@ -69,15 +87,39 @@ def _background(rng: np.random.Generator) -> Image.Image:
     return im
 
 
-def _place(rng: np.random.Generator, taken: list[Box]) -> Box | None:
-    """An upright square inside the frame, 60-200 px, overlapping no square already taken (or None)."""
+def _log_side(rng: np.random.Generator, lo: int, hi: int) -> int:
+    return int(round(math.exp(rng.uniform(math.log(lo), math.log(hi)))))
+
+
+def _place(rng: np.random.Generator, taken: list[Box], sides: tuple[int, int], cut: float) -> Box | None:
+    """A square of a log-uniform side, overlapping no square already taken (or None); with probability
+    ``cut`` it crosses one edge of the photo by a share ``CUT`` of its side, else it lies inside."""
     for _ in range(50):
-        side = int(rng.integers(MIN_SIDE, MAX_SIDE + 1))
-        box = Box(int(rng.integers(0, WIDTH - side + 1)), int(rng.integers(0, HEIGHT - side + 1)), side, side)
+        s = _log_side(rng, *sides)
+        x, y = int(rng.integers(0, WIDTH - s + 1)), int(rng.integers(0, HEIGHT - s + 1))
+        if rng.uniform() < cut:
+            out = round(s * rng.uniform(*CUT))
+            edge = int(rng.integers(4))
+            if edge == 0:
+                x = -out
+            elif edge == 1:
+                x = WIDTH - s + out
+            elif edge == 2:
+                y = -out
+            else:
+                y = HEIGHT - s + out
+        box = Box(x, y, s, s)
         gap = box.expand(0.05)
         if all(gap.iou(t) == 0.0 for t in taken):
             return box
     return None
+
+
+def _paste(im: Image.Image, face: np.ndarray, box: Box, angle: float) -> None:
+    """``face`` resized to the box and turned inside it; the corners it uncovers show the background."""
+    f = Image.fromarray(face).resize((box.w, box.h), Image.Resampling.BICUBIC)
+    mask = Image.new("L", f.size, 255).rotate(angle, Image.Resampling.BILINEAR)
+    im.paste(f.rotate(angle, Image.Resampling.BICUBIC).convert("RGB"), (box.x, box.y), mask)
 
 
 def make_scenes(faces: np.ndarray, n: int, seed: int) -> list[Scene]:
@@ -93,55 +135,70 @@ def make_scenes(faces: np.ndarray, n: int, seed: int) -> list[Scene]:
         rows: list[int] = []
         angles: list[float] = []
         for _ in range(int(rng.integers(1, MAX_FACES + 1))):
-            box = _place(rng, boxes)
+            box = _place(rng, boxes, (MIN_SIDE, MAX_SIDE), CUT_SHARE)
             if box is None:
                 continue
             row = int(rng.integers(len(faces)))
             angle = float(rng.uniform(-MAX_ANGLE, MAX_ANGLE))
-            face = Image.fromarray(faces[row]).resize((box.w, box.h), Image.Resampling.BICUBIC)
-            # rotated inside its square; the corners it uncovers show the background
-            mask = Image.new("L", face.size, 255).rotate(angle, Image.Resampling.BILINEAR)
-            im.paste(face.rotate(angle, Image.Resampling.BICUBIC).convert("RGB"), (box.x, box.y), mask)
+            _paste(im, faces[row], box, angle)
             boxes.append(box)
             rows.append(row)
             angles.append(angle)
-        scenes.append(Scene(np.asarray(im), tuple(boxes), tuple(rows), tuple(angles)))
+        small: list[Box] = []
+        for _ in range(int(rng.integers(0, MAX_CLUTTER + 1))):
+            box = _place(rng, boxes + small, CLUTTER_SIDES, 0.0)
+            if box is None:
+                continue
+            _paste(im, faces[int(rng.integers(len(faces)))], box, float(rng.uniform(-CLUTTER_ANGLE, CLUTTER_ANGLE)))
+            small.append(box)
+        scenes.append(Scene(np.asarray(im), tuple(boxes), tuple(rows), tuple(angles), tuple(small)))
     return scenes
 
 
-def match(found: list[Box], truth: tuple[Box, ...] | list[Box], iou: float = IOU) -> list[tuple[int, int]]:
-    """Greedy one-to-one matching, best IoU first: (found index, truth index) pairs with IoU >= ``iou``."""
-    pairs = sorted(((f.iou(t), i, j) for i, f in enumerate(found) for j, t in enumerate(truth)), key=lambda p: -p[0])
-    used_f: set[int] = set()
-    used_t: set[int] = set()
-    out = []
-    for v, i, j in pairs:
-        if v < iou:
-            break
-        if i not in used_f and j not in used_t:
-            used_f.add(i)
-            used_t.add(j)
-            out.append((i, j))
-    return out
+@dataclass
+class Report:
+    """A detector's figures on scenes: the overall tally, one per face size (``SIZE_BINS``; a false box
+    counts in the bin of its own side), and true faces per second of ``detect``."""
+
+    total: Tally = field(default_factory=Tally)
+    by_size: dict[tuple[int, int], Tally] = field(default_factory=dict)
+    faces_per_s: float = 0.0
 
 
-def score(detector: Detector, scenes: list[Scene]) -> tuple[float, float, float]:
-    """(recall, precision, faces per second) of ``detector`` on ``scenes``, at IoU >= 0.5.
+def _bin(s: int) -> tuple[int, int] | None:
+    for lo, hi in zip(SIZE_BINS, SIZE_BINS[1:]):
+        if lo <= s < hi:
+            return lo, hi
+    return None
 
-    Faces per second is the number of true faces over the time spent in ``detect``.
-    """
-    hits = found = truth = 0
+
+def evaluate(detector: Detector, scenes: list[Scene]) -> Report:
+    """``detector`` on ``scenes``, scored by ``detection_score.judge``."""
+    report = Report(by_size={(lo, hi): Tally() for lo, hi in zip(SIZE_BINS, SIZE_BINS[1:])})
     seconds = 0.0
     for s in scenes:
         t0 = time.perf_counter()
-        boxes = [d.box for d in detector.detect(s.image)]
+        found = [d.box for d in detector.detect(s.image)]
         seconds += time.perf_counter() - t0
-        hits += len(match(boxes, s.boxes))
-        found += len(boxes)
-        truth += len(s.boxes)
-    recall = hits / truth if truth else 1.0
-    precision = hits / found if found else 1.0
-    return recall, precision, truth / seconds if seconds > 0 else float("inf")
+        j = judge(found, s.truth)
+        report.total.add(j)
+        for face, hit in zip(s.boxes, j.faces):
+            b = _bin(side(face))
+            if b:
+                report.by_size[b].faces += 1
+                report.by_size[b].hits += hit
+        for box, verdict in zip(found, j.boxes):
+            b = _bin(min(max(side(box), SIZE_BINS[0]), SIZE_BINS[-1] - 1))
+            if b and verdict == "false":
+                report.by_size[b].false += 1
+    report.faces_per_s = report.total.faces / seconds if seconds > 0 else float("inf")
+    return report
+
+
+def score(detector: Detector, scenes: list[Scene]) -> tuple[float, float, float]:
+    """(recall, precision, faces per second) of ``detector`` on ``scenes`` (``evaluate``'s totals)."""
+    r = evaluate(detector, scenes)
+    return r.total.recall, r.total.precision, r.faces_per_s
 
 
 def fit_framing(detector: BlazeFaceDetector, scenes: list[Scene]) -> np.ndarray:
