@@ -4,8 +4,21 @@ A Parquet file states sizes twice: in its footer (which a writer may set to anyt
 of every page, which is what a reader allocates and decompresses by. A table of image bytes can hide a
 decompression bomb (300 MB of zeros compress to a few KB), and a dictionary page can make six rows of
 one 300 MB value out of 300 MB. So each page header of the chunk is read here, from the byte range the
-reader will use, and the chunk is read only when no page decompresses to more than a stated size and no
-page uses an encoding whose decoded size its page does not bound (DELTA_BYTE_ARRAY shares prefixes).
+reader will use, and the chunk is read only when no page uses an encoding whose values may lie outside
+the pages (DELTA_BYTE_ARRAY shares prefixes) and every page passes two bounds:
+
+- per value: a page of ``n`` values decompresses to at most ``max(1, n)`` images at the limit (plus
+  ``PAGE_SLACK`` bytes each for lengths and levels). A writer puts many values in a page (pyarrow up to
+  1024, its ``write_batch_size``), so a table of ordinary photos passes, while a page whose values
+  average more than the limit holds an image over it: one 300 MB value is refused.
+- per page: ``n`` is the writer's word, so a page also takes at most ``MAX_PAGE_BYTES``, or one image at
+  the limit where that is more: what one read of a page may cost, whatever its header claims.
+
+Every value read lies in one page (its own, or the dictionary page its index points into), so no value
+is larger than the chunk's largest page: the caller reads as many rows at a time as that allows, and
+reads them as plain values (Arrow's dictionary reader would keep every page written plain after the
+dictionary page, a writer's fallback once its dictionary grows, as one ever-growing dictionary).
+
 The headers are Thrift compact structs; only the fields needed here are kept.
 """
 
@@ -15,12 +28,14 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 MAX_HEADER = 16 << 20  # bytes a page header may take (parquet-cpp's default limit)
+MAX_PAGE_BYTES = 256 << 20  # the most one page may decompress to, unless one image at the limit is more
+PAGE_SLACK = 64  # bytes a value may take in a page beyond its own: a 4-byte length, its levels
 # page type -> (the header field of its details, the encoding's field in them): data page (v1),
-# dictionary page, data page v2. Index pages (type 1) hold no values.
+# dictionary page, data page v2; num_values is field 1 of each. Index pages (type 1) hold no values.
 _DETAIL = {0: (5, 2), 2: (7, 2), 3: (8, 4)}
-# Encodings whose decoded values take at most their page's bytes (a dictionary's indices are read as
-# indices: the column is read with read_dictionary): PLAIN, PLAIN_DICTIONARY, DELTA_LENGTH_BYTE_ARRAY,
-# RLE_DICTIONARY. RLE and BIT_PACKED only ever encode levels.
+# Encodings whose every value lies in one page: PLAIN and DELTA_LENGTH_BYTE_ARRAY in their own page,
+# PLAIN_DICTIONARY and RLE_DICTIONARY (indices) in the dictionary page. RLE and BIT_PACKED only ever
+# encode levels.
 BOUNDED_ENCODINGS = {0: "PLAIN", 2: "PLAIN_DICTIONARY", 6: "DELTA_LENGTH_BYTE_ARRAY", 8: "RLE_DICTIONARY"}
 
 
@@ -28,10 +43,19 @@ class PageError(ValueError):
     """A page header that cannot be read, or a chunk that would cost too much to read."""
 
 
+class PageTooLarge(PageError):
+    """A page over a bound: over ``max(1, values)`` images at the limit (``per_value``: an image in it is
+    over the limit), or of ``size`` bytes over the ``cap`` one page may take."""
+
+    def __init__(self, message: str, per_value: bool, size: int, values: int, cap: int) -> None:
+        super().__init__(message)
+        self.per_value, self.size, self.values, self.cap = per_value, size, values, cap
+
+
 @dataclass(frozen=True)
 class Chunk:
     pages: int
-    largest_page: int  # the most bytes one page decompresses to
+    largest_page: int  # the most bytes one page decompresses to: no value read is larger
     uncompressed: int  # all pages together
 
 
@@ -134,9 +158,17 @@ def chunk_start(column: Any) -> int:
     return start
 
 
-def check_chunk(f: BinaryIO, column: Any, largest: int) -> Chunk:
-    """Walk the page headers of one column chunk (``pyarrow`` ColumnChunkMetaData); raise PageError when a
-    page would decompress to more than ``largest`` bytes or decode to more than its own size."""
+def page_cap(per_value: int) -> int:
+    """The most bytes one page may decompress to, for an image byte limit of ``per_value``."""
+    return max(MAX_PAGE_BYTES, per_value + PAGE_SLACK)
+
+
+def check_chunk(f: BinaryIO, column: Any, per_value: int) -> Chunk:
+    """Walk the page headers of one column chunk (``pyarrow`` ColumnChunkMetaData); raise PageTooLarge
+    when a page would decompress to more than ``max(1, values)`` images of ``per_value`` bytes or more than
+    ``page_cap(per_value)``, PageError when a header is unreadable or a page's values may lie outside the
+    pages."""
+    cap = page_cap(per_value)
     at, end = chunk_start(column), chunk_start(column) + int(column.total_compressed_size)
     pages = biggest = total = 0
     while at < end:
@@ -145,14 +177,33 @@ def check_chunk(f: BinaryIO, column: Any, largest: int) -> Chunk:
         kind, size, packed = header.get(1), header.get(2), header.get(3)
         if not all(isinstance(v, int) for v in (kind, size, packed)) or size < 0 or packed < 0:
             raise PageError(f"a malformed page header at byte {at}")
-        if size > largest:
-            raise PageError(f"a page decompresses to {size} bytes, over the {largest} read at a time")
+        values = 0
         field = _DETAIL.get(kind)
-        if field is not None:  # a data or dictionary page: its encoding must bound its decoded size
+        if field is not None:  # a data or dictionary page: its encoding must keep its values in the pages
             detail = header.get(field[0])
-            encoding = detail.get(field[1]) if isinstance(detail, dict) else None
+            if not isinstance(detail, dict) or not isinstance(detail.get(1), int) or detail[1] < 0:
+                raise PageError(f"a malformed page header at byte {at}")
+            values = detail[1]
+            encoding = detail.get(field[1])
             if encoding not in BOUNDED_ENCODINGS:
-                raise PageError(f"a page in encoding {encoding}, whose decoded size its page does not bound")
+                raise PageError(f"a page in encoding {encoding}, whose values may lie outside the pages")
+        if size > max(1, values) * (per_value + PAGE_SLACK):
+            raise PageTooLarge(
+                f"a page decompresses to {size} bytes for {values} value{'s' * (values != 1)}, more than "
+                f"{max(1, values)} image{'s' * (values > 1)} at the limit of {per_value} bytes",
+                per_value=True,
+                size=size,
+                values=values,
+                cap=cap,
+            )
+        if size > cap:
+            raise PageTooLarge(
+                f"a page decompresses to {size} bytes for {values} values, over the {cap} one page may take",
+                per_value=False,
+                size=size,
+                values=values,
+                cap=cap,
+            )
         pages += 1
         biggest = max(biggest, size)
         total += size

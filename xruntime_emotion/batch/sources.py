@@ -9,8 +9,9 @@ A folder, and a glob with ``**``, are walked without entering symbolic links to 
 a parent would never end). A file name that is not valid UTF-8 is shown (the ``path`` column) with each
 undecodable byte as ``\\xNN``, Python's ``backslashreplace``; its ``index`` is the exact key back to it.
 A Parquet column of image bytes is read a page at a time, and only after its page headers show that no
-page decompresses to more than twice the image byte limit (``max_image_bytes``): a decompression bomb
-becomes error rows, never a read. A value over the limit is an error row.
+page of ``n`` values decompresses to more than ``n`` images at the byte limit (``max_image_bytes``) nor
+to more than ``parquet_pages.MAX_PAGE_BYTES``: a decompression bomb becomes error rows, never a read. A
+value over the limit is an error row.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xruntime_emotion.batch.parquet_pages import PageError, check_chunk
+from xruntime_emotion.batch.parquet_pages import PageError, PageTooLarge, check_chunk
 from xruntime_emotion.errors import DataError, ImageError, require
 from xruntime_emotion.util import env_number
 
@@ -37,7 +38,8 @@ _MAGIC = set("*?[")
 TABLE_BATCH = 4096  # the most rows read from a table at a time
 TABLE_BYTES = 32 << 20  # about this many bytes of values per read from a table
 # The most bytes one image of a table's column may take (decompression bombs); $XEMOTION_MAX_IMAGE_BYTES
-# overrides it. A page of the column may decompress to at most twice this.
+# overrides it. A page of n values may decompress to at most n times this, and to no more than
+# parquet_pages.page_cap(this): 256 MiB, or this where it is more.
 MAX_IMAGE_BYTES = 32 << 20
 
 
@@ -241,25 +243,30 @@ def _parquet(path: Path, column: str) -> Source:
         i = 0
         with open(path, "rb") as f:  # one open file: the pages checked are the pages read
             try:
-                reader = pq.ParquetFile(f, read_dictionary=[column], buffer_size=1 << 20, pre_buffer=False)
+                reader = pq.ParquetFile(f, buffer_size=1 << 20, pre_buffer=False)
+                same = column in reader.schema_arrow.names and reader.schema_arrow.field(column).type == kind
             except Exception as exc:
                 raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
             at = chunk_of(reader.metadata)
+            if not same:  # read plain, as listed: never as an Arrow dictionary (see parquet_pages)
+                raise DataError(f"{path}: changed since it was listed (column {column!r} is no longer {kind})")
             groups = [reader.metadata.row_group(g) for g in range(reader.metadata.num_row_groups)]
             if reader.metadata.num_rows != total or sum(g.num_rows for g in groups) != total:
                 raise DataError(f"{path}: changed since it was listed, or its row groups do not add up to its rows")
             for g, group in enumerate(groups):
                 try:
-                    chunk = check_chunk(f, group.column(at), 2 * limit)
+                    chunk = check_chunk(f, group.column(at), limit)
                 except PageError as exc:  # not read: each of its rows is an error row saying why
+                    why = _with_advice(exc)
                     for j in range(i, i + group.num_rows):
                         if not skip(j):
                             yield Item(
-                                j, f"{path.name}#{j}", refused(f"{path.name}#{j}: row group {g} not read: {exc}")
+                                j, f"{path.name}#{j}", refused(f"{path.name}#{j}: row group {g} not read: {why}")
                             )
                     i += group.num_rows
                     continue
-                rows = max(1, min(TABLE_BATCH, TABLE_BYTES * max(1, group.num_rows) // max(1, chunk.uncompressed)))
+                # No value is larger than the largest page: a batch holds at most max(TABLE_BYTES, that page)
+                rows = min(TABLE_BATCH, max(1, TABLE_BYTES // max(1, chunk.largest_page)))
                 try:
                     for batch in reader.iter_batches(batch_size=rows, row_groups=[g], columns=[column]):
                         values = batch.column(0)
@@ -273,13 +280,27 @@ def _parquet(path: Path, column: str) -> Source:
     return Source(f"{path}:{column}", total, items, _stamp(path))
 
 
+def _with_advice(exc: PageError) -> str:
+    """A refused chunk's reason and what to do about it."""
+    if not isinstance(exc, PageTooLarge):
+        return str(exc)
+    if exc.per_value:  # an image in it is over the limit: the row group is refused whole
+        return (
+            f"{exc}; raise $XEMOTION_MAX_IMAGE_BYTES, or rewrite the table with smaller row groups (pyarrow: "
+            "pq.write_table(table, path, row_group_size=N)) so that fewer rows share the image's error"
+        )
+    fits = max(1, exc.values * exc.cap // max(1, exc.size) // 2)  # values a page of this one's average may hold
+    return (
+        f"{exc}; rewrite the table with smaller pages (pyarrow: pq.write_table(table, path, "
+        f"write_batch_size={1 << (fits.bit_length() - 1)}); its default is 1024 values a page, and "
+        "data_page_size splits pages only between such batches)"
+    )
+
+
 def _sizes(values: Any) -> list[int | None]:
-    """The byte length of each value, read from the column's offsets (a dictionary's values once each)."""
-    pa = require("pyarrow", "classify")
+    """The byte length of each value, read from the column's offsets (values are read plain, never as a
+    dictionary)."""
     pc = require("pyarrow.compute", "classify")
-    if isinstance(values, pa.DictionaryArray):
-        lengths = pc.binary_length(values.dictionary).to_pylist()
-        return [None if j is None else lengths[j] for j in values.indices.to_pylist()]
     return pc.binary_length(values).to_pylist()  # type: ignore[no-any-return]
 
 
