@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import glob
+import io
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ from helpers import run_cli
 from PIL import Image
 
 from xruntime_emotion.batch import classify, classify_table
+from xruntime_emotion.batch.parquet_pages import check_chunk
 from xruntime_emotion.batch.sources import open_source
 from xruntime_emotion.errors import DataError
 
@@ -445,6 +447,112 @@ def test_an_image_over_the_byte_limit_is_an_error_row(
     )
     monkeypatch.setenv("XEMOTION_MAX_IMAGE_BYTES", str(len(large)))
     assert classify_table(tmp_path / "t.parquet", column="png").column("error").null_count == 3
+
+
+MIB = 1 << 20
+
+
+def _photos(n: int, seed: int) -> list[bytes]:
+    """``n`` 186x186 RGB PNGs of noise: incompressible, about 104 KB each, like photos to a compressor."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (186, 186, 3), np.uint8)).save(buf, "PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+def _zeros(sizes: list[int]) -> pa.ChunkedArray:
+    """Values of zeros of these sizes, each a view of one shared buffer (a GB of them costs nothing here)."""
+    zeros = pa.py_buffer(bytes(max(sizes)))
+    ends = [pa.array([0, n], pa.int32()).buffers()[1] for n in sizes]
+    return pa.chunked_array([pa.Array.from_buffers(pa.binary(), 1, [None, end, zeros]) for end in ends], pa.binary())
+
+
+@pytest.mark.parametrize("options", [{}, {"use_dictionary": False}], ids=["defaults", "plain"])
+def test_photos_that_pyarrow_puts_in_one_page_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: dict[str, bool]
+) -> None:
+    """pyarrow puts up to 1024 values in a page: 64 photos of 104 KB are one page of 6.7 MB, over twice a
+    1 MiB limit (before: every row an error) and under 64 images at it."""
+    photos = _photos(64, 2)
+    pq.write_table(pa.table({"png": pa.array(photos, pa.binary())}), tmp_path / "t.parquet", **options)
+    with open(tmp_path / "t.parquet", "rb") as f:
+        chunk = check_chunk(f, pq.ParquetFile(f).metadata.row_group(0).column(0), MIB)
+    assert chunk.largest_page > 6 * MIB  # all 64 in one page (a dictionary page, or a plain data page)
+    monkeypatch.setenv("XEMOTION_MAX_IMAGE_BYTES", str(MIB))
+    rows = classify_table(tmp_path / "t.parquet", column="png").to_pydict()
+    assert rows["error"] == [None] * 64
+    (tmp_path / "files").mkdir()
+    for i, photo in enumerate(photos):
+        (tmp_path / "files" / f"{i:02d}.png").write_bytes(photo)
+    assert rows["label"] == classify_table(tmp_path / "files").column("label").to_pylist()  # the very bytes
+
+
+def test_a_page_whose_images_average_over_the_limit_is_refused_saying_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three photos and 6 MiB of noise in one page of 4 values: over 4 images of 1 MiB, so one is over."""
+    blob = np.random.default_rng(4).integers(0, 256, 6 * MIB, np.uint8).tobytes()
+    table = pa.table({"png": pa.array([*_photos(3, 3), blob], pa.binary())})
+    pq.write_table(table, tmp_path / "one.parquet")
+    pq.write_table(table, tmp_path / "each.parquet", row_group_size=1)
+    monkeypatch.setenv("XEMOTION_MAX_IMAGE_BYTES", str(MIB))
+    errors = classify_table(tmp_path / "one.parquet", column="png").column("error").to_pylist()
+    for i, error in enumerate(errors):
+        assert error.startswith(f"one.parquet#{i}: row group 0 not read: a page decompresses to "), error
+        assert error.endswith(
+            " bytes for 4 values, more than 4 images at the limit of 1048576 bytes; raise $XEMOTION_MAX_IMAGE_BYTES,"
+            " or rewrite the table with smaller row groups (pyarrow: pq.write_table(table, path, row_group_size=N))"
+            " so that fewer rows share the image's error"
+        ), error
+    # Either thing it says to do works: a row group per row, or a higher limit
+    errors = classify_table(tmp_path / "each.parquet", column="png").column("error").to_pylist()
+    assert errors[:3] == [None] * 3 and "row group 3 not read: a page decompresses to" in errors[3]
+    assert "for 1 value, more than 1 image at the limit" in errors[3]
+    monkeypatch.setenv("XEMOTION_MAX_IMAGE_BYTES", str(8 * MIB))
+    errors = classify_table(tmp_path / "one.parquet", column="png").column("error").to_pylist()
+    assert errors[:3] == [None] * 3 and errors[3].startswith("one.parquet#3: not a readable image"), errors
+
+
+def test_a_page_at_the_cap_is_read_under_a_gigabyte_and_one_over_it_is_refused(tmp_path: Path) -> None:
+    """30 KB of Parquet: a page of 800 x 320 KB of zeros (244 MiB, under the 256 MiB cap: read, values no
+    images) and one of 900 (275 MiB: refused, though 320 KB is far under the 32 MiB image limit)."""
+    schema = pa.schema([("png", pa.binary())])
+    options = {"compression": "zstd", "use_dictionary": False, "data_page_size": 1 << 30, "store_schema": False}
+    with pq.ParquetWriter(tmp_path / "t.parquet", schema, **options) as writer:
+        for n in (800, 900):
+            writer.write_table(pa.table({"png": _zeros([320_000] * n)}))
+    assert (tmp_path / "t.parquet").stat().st_size < 40_000
+    peak, err = _peak_rss_mb(["classify", "t.parquet", "--column", "png", "-o", "o.csv"], tmp_path)
+    assert peak < 1024, err
+    errors = pacsv.read_csv(tmp_path / "o.csv").column("error").to_pylist()
+    assert all(e.startswith(f"t.parquet#{i}: not a readable image") for i, e in enumerate(errors[:800]))
+    refused = (
+        " bytes for 900 values, over the 268435456 one page may take; rewrite the table with smaller pages"
+        " (pyarrow: pq.write_table(table, path, write_batch_size=256); its default is 1024 values a page,"
+        " and data_page_size splits pages only between such batches)"
+    )
+    assert all(f"#{800 + i}: row group 1 not read: a page decompresses to " in e for i, e in enumerate(errors[800:]))
+    assert all(e.endswith(refused) for e in errors[800:]), errors[800]
+
+
+def test_a_dictionary_that_falls_back_to_plain_pages_stays_under_a_gigabyte(tmp_path: Path) -> None:
+    """100 KB of Parquet: a dictionary page of one value, then plain pages of 1000 distinct 1 MB values of
+    zeros (a writer's fallback). Read as a dictionary, every plain value joined it: before, 4 GB."""
+    pq.write_table(
+        pa.table({"png": _zeros([1_000_000 + i for i in range(1000)])}),
+        tmp_path / "t.parquet",
+        compression="zstd",
+        dictionary_pagesize_limit=1,
+        store_schema=False,
+    )
+    assert (tmp_path / "t.parquet").stat().st_size < 100_000
+    peak, err = _peak_rss_mb(["classify", "t.parquet", "--column", "png", "-o", "o.csv"], tmp_path)
+    assert peak < 1024, err
+    errors = pacsv.read_csv(tmp_path / "o.csv").column("error").to_pylist()
+    assert len(errors) == 1000 and all(e.startswith(f"t.parquet#{i}: not a readable") for i, e in enumerate(errors))
 
 
 # ---------------------------------------------------------------------------- 14. parts on a clock
