@@ -517,25 +517,25 @@ def test_a_page_whose_images_average_over_the_limit_is_refused_saying_what_to_do
 
 
 def test_a_page_at_the_cap_is_read_under_a_gigabyte_and_one_over_it_is_refused(tmp_path: Path) -> None:
-    """30 KB of Parquet: a page of 800 x 320 KB of zeros (244 MiB, under the 256 MiB cap: read, values no
-    images) and one of 900 (275 MiB: refused, though 320 KB is far under the 32 MiB image limit)."""
+    """30 KB of Parquet: a page of 400 x 320 KB of zeros (122 MiB, under the 128 MiB cap: read, values no
+    images) and one of 450 (137 MiB: refused, though 320 KB is far under the 32 MiB image limit)."""
     schema = pa.schema([("png", pa.binary())])
     options = {"compression": "zstd", "use_dictionary": False, "data_page_size": 1 << 30, "store_schema": False}
     with pq.ParquetWriter(tmp_path / "t.parquet", schema, **options) as writer:
-        for n in (800, 900):
+        for n in (400, 450):
             writer.write_table(pa.table({"png": _zeros([320_000] * n)}))
     assert (tmp_path / "t.parquet").stat().st_size < 40_000
     peak, err = _peak_rss_mb(["classify", "t.parquet", "--column", "png", "-o", "o.csv"], tmp_path)
     assert peak < 1024, err
     errors = pacsv.read_csv(tmp_path / "o.csv").column("error").to_pylist()
-    assert all(e.startswith(f"t.parquet#{i}: not a readable image") for i, e in enumerate(errors[:800]))
+    assert all(e.startswith(f"t.parquet#{i}: not a readable image") for i, e in enumerate(errors[:400]))
     refused = (
-        " bytes for 900 values, over the 268435456 one page may take; rewrite the table with smaller pages"
-        " (pyarrow: pq.write_table(table, path, write_batch_size=256); its default is 1024 values a page,"
+        " bytes for 450 values, over the 134217728 one page may take; rewrite the table with smaller pages"
+        " (pyarrow: pq.write_table(table, path, write_batch_size=128); its default is 1024 values a page,"
         " and data_page_size splits pages only between such batches)"
     )
-    assert all(f"#{800 + i}: row group 1 not read: a page decompresses to " in e for i, e in enumerate(errors[800:]))
-    assert all(e.endswith(refused) for e in errors[800:]), errors[800]
+    assert all(f"#{400 + i}: row group 1 not read: a page decompresses to " in e for i, e in enumerate(errors[400:]))
+    assert all(e.endswith(refused) for e in errors[400:]), errors[400]
 
 
 def test_a_dictionary_that_falls_back_to_plain_pages_stays_under_a_gigabyte(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 MAX_HEADER = 16 << 20  # bytes a page header may take (parquet-cpp's default limit)
-MAX_PAGE_BYTES = 256 << 20  # the most one page may decompress to, unless one image at the limit is more
+MAX_PAGE_BYTES = 128 << 20  # the most one page may decompress to, unless one image at the limit is more
 PAGE_SLACK = 64  # bytes a value may take in a page beyond its own: a 4-byte length, its levels
 # page type -> (the header field of its details, the encoding's field in them): data page (v1),
 # dictionary page, data page v2; num_values is field 1 of each. Index pages (type 1) hold no values.

@@ -39,7 +39,7 @@ TABLE_BATCH = 4096  # the most rows read from a table at a time
 TABLE_BYTES = 32 << 20  # about this many bytes of values per read from a table
 # The most bytes one image of a table's column may take (decompression bombs); $XEMOTION_MAX_IMAGE_BYTES
 # overrides it. A page of n values may decompress to at most n times this, and to no more than
-# parquet_pages.page_cap(this): 256 MiB, or this where it is more.
+# parquet_pages.page_cap(this): 128 MiB, or this where it is more.
 MAX_IMAGE_BYTES = 32 << 20
 
 
