@@ -94,7 +94,11 @@ def test_a_pass_is_kept_across_processes_in_a_private_folder(helper: Helper, mod
     assert stat.S_IMODE(entry.stat().st_mode) == 0o600
     key = json.loads(entry.read_text())["key"]
     assert key["sha256"] == safety.hashlib.sha256(model.read_bytes()).hexdigest()
-    assert key["versions"]["onnxruntime"] and key["timeout"] == safety.PROBE_TIMEOUT_S
+    import onnxruntime
+
+    version, (file, size, mtime) = key["versions"]["onnxruntime"]
+    assert version == onnxruntime.__version__ and file == onnxruntime.__file__ and size > 0
+    assert key["timeout"] == safety.PROBE_TIMEOUT_S
     assert key["memory"] == safety.PROBE_MEMORY_BYTES
     assert helper.probes(model) == 0
     assert helper.probes(Path(shutil.copy(model, tmp_path / "renamed.onnx"))) == 0  # the bytes count, not the name
@@ -136,10 +140,14 @@ def test_another_runtime_version_or_limit_is_probed_again(
 ) -> None:
     assert helper.probes(model) == 1
     real = safety.runtime_versions
-    monkeypatch.setattr(safety, "runtime_versions", lambda spec: {**real(spec), "onnxruntime": "0.0.1-other"})
+    monkeypatch.setattr(safety, "runtime_versions", lambda spec: {**real(spec), "onnxruntime": ["0.0.1-other"]})
     assert helper.probes(model) == 1 and helper.probes(model) == 0
     monkeypatch.setattr(safety, "runtime_versions", real)
     assert helper.probes(model) == 0  # the first runtime's verdict is still there
+    identity = safety._file_identity
+    monkeypatch.setattr(safety, "_file_identity", lambda path: [*identity(path), "reinstalled"])
+    assert helper.probes(model) == 1  # the same version, installed again
+    monkeypatch.setattr(safety, "_file_identity", identity)
     monkeypatch.setenv("XEMOTION_PROBE_TIMEOUT", "30")
     assert helper.probes(model) == 1
     monkeypatch.setattr(safety, "PROBE_MEMORY_BYTES", 2 << 30)

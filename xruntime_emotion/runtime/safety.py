@@ -418,13 +418,14 @@ def _file_identity(path: str) -> list[Any]:
     return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
 
 
-def runtime_versions(spec: dict[str, Any]) -> dict[str, str]:
-    """The version of each installed module that provides a runtime (``spec``: its registry row) - its
-    ``__version__``, else its file's identity. The modules are imported, as the backend would import them."""
+def runtime_versions(spec: dict[str, Any]) -> dict[str, list[Any]]:
+    """Each installed module that provides a runtime (``spec``: its registry row): its ``__version__`` and
+    its file's identity (another install, or a reinstall, of the same version is another key too). The
+    modules are imported, as the backend would import them."""
     import importlib
     import importlib.util
 
-    out: dict[str, str] = {}
+    out: dict[str, list[Any]] = {}
     for name in spec.get("probe") or ():
         try:
             if importlib.util.find_spec(name) is None:
@@ -432,8 +433,7 @@ def runtime_versions(spec: dict[str, Any]) -> dict[str, str]:
             module = importlib.import_module(name)
         except (ImportError, ValueError):
             continue
-        version = getattr(module, "__version__", None)
-        out[name] = str(version) if version else json.dumps(_file_identity(str(getattr(module, "__file__", ""))))
+        out[name] = [str(getattr(module, "__version__", "")), _file_identity(str(getattr(module, "__file__", "")))]
     return out
 
 
