@@ -13,8 +13,8 @@ declares absurd tensors fails there instead of exhausting the machine. The host 
 bytes that were read and checked (from memory), never the path again.
 
 Passes are remembered, refusals never. The verdict's key is the file's sha256 together with all it
-depends on: the runtime and its version, the backend options (delegate, and the delegate file's size
-and time), the probe's time and memory limits, the platform, Python and xemotion's version. Within a
+depends on: the runtime, its version and installed file, the backend options (delegate, and the delegate
+file's size and time), the probe's time and memory limits, the platform, Python and xemotion's version. Within a
 process the key is kept in memory; across processes it is a file in the probe cache,
 ``$XDG_CACHE_HOME/xemotion/probe`` (else ``~/.cache/xemotion/probe``), so an app that restarts does not
 pay the probe again. ``$XEMOTION_PROBE_CACHE`` names another folder, or turns the cache off with ``0``.
