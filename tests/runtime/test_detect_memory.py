@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from xruntime_emotion.runtime.detect import Box, aligned_crop, regions
-from xruntime_emotion.runtime.detect.tiles import _INPUT, _view
+from xruntime_emotion.runtime.detect import Box, aligned_crop, levels
+from xruntime_emotion.runtime.detect.search import _INPUT, _PAD, level_input, view
 
 PEAK_LIMIT_MB = 1024
 # Peak RSS of the call measured in a child of a fresh Python, so no earlier child of the test run counts.
@@ -67,34 +67,40 @@ def test_running_out_of_memory_is_one_line(tmp_path: Path) -> None:
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
-@pytest.mark.parametrize(("height", "width"), [(1, 64_000_000), (64_000_000, 1), (100, 20000), (480, 640)])
-def test_the_number_of_search_squares_does_not_grow_with_the_aspect_ratio(height: int, width: int) -> None:
-    squares = regions(height, width)
-    assert 1 < len(squares) <= 42
-    assert all(0 <= x < width and 0 <= y < height for x, y, _ in squares)
+@pytest.mark.parametrize(
+    ("height", "width"), [(1, 64_000_000), (64_000_000, 1), (100, 20000), (480, 640), (8000, 8000)]
+)
+def test_the_pyramid_does_not_grow_with_the_photo(height: int, width: int) -> None:
+    """The finest level is at most 1280 px long (max_side), so no level's input outgrows it, at any shape."""
+    scales = levels(height, width)
+    assert 1 <= len(scales) <= 5 and scales == sorted(scales)
+    longest = max(height, width) / scales[0]
+    assert longest <= 1280 + 1e-6 and max(height, width) / scales[-1] <= 160 + 1e-6
+    if (height, width) == (480, 640):
+        assert scales == pytest.approx([32 / 36, 32 / 36 * 2.5, 32 / 36 * 6.25])
 
 
-def _padded_square(rgb: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
-    """The reference: the whole square built, black beyond the photo, then resized (what MediaPipe does)."""
-    square = np.zeros((side, side, 3), np.uint8)
-    part = rgb[y0 : y0 + side, x0 : x0 + side]
-    square[: part.shape[0], : part.shape[1]] = part
-    return np.asarray(Image.fromarray(square).resize((_INPUT, _INPUT), Image.Resampling.BILINEAR))
-
-
-@pytest.mark.parametrize(("height", "width"), [(480, 640), (1000, 333), (5, 112), (300, 4000), (129, 128)])
-def test_each_view_is_the_padded_square_pixel_for_pixel(height: int, width: int) -> None:
-    """Ordinary photos (up to ~25:1) see exactly the pixels of the padded square, so their boxes do not move."""
+@pytest.mark.parametrize(("height", "width"), [(480, 640), (5, 112), (20000, 1), (100, 20000)])
+def test_a_level_is_the_photo_scaled_and_mirrored(height: int, width: int) -> None:
     rgb = np.random.default_rng(height * width).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    for square in regions(height, width):
-        assert np.array_equal(_view(rgb, *square), _padded_square(rgb, *square)), square
+    x, _, _ = level_input(rgb, levels(height, width)[0])  # the finest level: at most 1280 long, padded
+    assert x.shape[1] % 16 == 0 and x.shape[2] % 16 == 0 and x.shape[1] * x.shape[2] <= (1280 + 2 * _PAD + 16) ** 2
+    if max(height, width) <= 1280:  # at scale 1: the photo itself, then its mirror image beyond each edge
+        x, sx, sy = level_input(rgb, 1.0)
+        assert sx == sy == 1.0
+        inside = x[0, _PAD : _PAD + height, _PAD : _PAD + width]
+        assert np.array_equal(np.rint((inside + 1) * 127.5).astype(np.uint8), rgb)
+        if width > 1:
+            assert np.array_equal(x[0, _PAD, _PAD - 1], x[0, _PAD, _PAD + 1])
 
 
-def test_a_strip_view_keeps_the_strip_and_pads_with_black() -> None:
-    rgb = np.full((20000, 1, 3), 200, np.uint8)
-    view = _view(rgb, 0, 0, 20000)
-    assert view.shape == (_INPUT, _INPUT, 3)
-    assert (view[:, 0] == 200).all() and (view[:, 1:] == 0).all()
+def test_a_view_is_the_square_resized_and_mirrored_beyond_the_photo() -> None:
+    rgb = np.random.default_rng(1).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    got = view(rgb, 50, 60, 200)  # inside: what Pillow makes of the crop
+    want = np.asarray(Image.fromarray(rgb[60:260, 50:250]).resize((_INPUT, _INPUT), Image.Resampling.BILINEAR))
+    assert got.shape == (_INPUT, _INPUT, 3) and np.array_equal(got, want)
+    strip = np.full((20000, 1, 3), 200, np.uint8)  # a huge square over a strip: sampled, mirrored, small
+    assert np.array_equal(view(strip, -10000, 0, 20000), np.full((_INPUT, _INPUT, 3), 200, np.uint8))
 
 
 @pytest.mark.parametrize("angle", [None, 12.0])

@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from xruntime_emotion.check.detection_score import IOU, MIN_FACE, Tally, judge, match, side
 from xruntime_emotion.runtime.detect import BlazeFaceDetector, Box, Detector, framing_features
+from xruntime_emotion.runtime.detect.search import _INPUT
 
 WIDTH, HEIGHT = 640, 480
 MIN_SIDE, MAX_SIDE = MIN_FACE, 480  # faces, log-uniform
@@ -201,22 +202,29 @@ def score(detector: Detector, scenes: list[Scene]) -> tuple[float, float, float]
     return r.total.recall, r.total.precision, r.faces_per_s
 
 
-def fit_framing(detector: BlazeFaceDetector, scenes: list[Scene]) -> np.ndarray:
-    """The least-squares FER framing map (15,3) for ``detector``'s raw detections on ``scenes``.
+def fit_framing(detector: BlazeFaceDetector, scenes: list[Scene]) -> tuple[np.ndarray, tuple[float, float]]:
+    """The least-squares FER framing map (15,3) for ``detector``'s confirmed boxes on ``scenes``, and the
+    range of the size feature it saw (log model pixels; ``framing._SIZE_RANGE``).
 
-    Each raw detection whose centre lies within a third of a side of a true square's centre is a sample;
-    the targets are that square's centre offset and log side, relative to the raw box side.
+    Each box whose centre lies within a third of a side of a true square's centre (the nearest, small
+    faces included) is a sample; the targets are that square's centre offset and log side, relative to
+    the box side.
     """
     xs, ys = [], []
     for s in scenes:
         for c in detector.candidates(s.image):
-            for t in s.boxes:
-                tx, ty = t.x + t.w / 2, t.y + t.h / 2
-                if math.hypot(c.centre[0] - tx, c.centre[1] - ty) < t.w / 3:
-                    f, side = framing_features(c)
-                    xs.append(f)
-                    ys.append([(tx - c.centre[0]) / side, (ty - c.centre[1]) / side, math.log(t.w / side)])
+            near = [t for t in s.truth if math.dist(c.centre, (t.x + t.w / 2, t.y + t.h / 2)) < t.w / 3]
+            if not near:
+                continue
+            t = min(near, key=lambda t: math.dist(c.centre, (t.x + t.w / 2, t.y + t.h / 2)))
+            f, side = framing_features(c)
+            scale = math.log(side * _INPUT / c.tile)  # unclamped
+            f[-2:] = scale, scale * scale
+            xs.append(f)
+            tx, ty = t.x + t.w / 2, t.y + t.h / 2
+            ys.append([(tx - c.centre[0]) / side, (ty - c.centre[1]) / side, math.log(t.w / side)])
     if len(xs) < 20:
         raise ValueError(f"too few detections to fit ({len(xs)})")
-    w, *_ = np.linalg.lstsq(np.array(xs), np.array(ys), rcond=None)
-    return w
+    x = np.array(xs)
+    w, *_ = np.linalg.lstsq(x, np.array(ys), rcond=None)
+    return w, (float(x[:, -2].min()), float(x[:, -2].max()))

@@ -3,14 +3,14 @@ eyes), classify it.
 
 Two detectors, by name in ``DETECTORS``:
 - ``blazeface`` (the default): MediaPipe's BlazeFace short-range model, shipped in the package as ONNX and run
-  by onnxruntime over the whole photo and two rings of overlapping tiles; needs only numpy, Pillow and
-  onnxruntime. Its boxes are framed like FER2013 crops, so they go to the emotion model as they are.
+  by onnxruntime over a pyramid of the whole photo, then on a view of each face it proposes; needs only
+  numpy, Pillow and onnxruntime. Its boxes are framed like FER2013 crops, so they go to the emotion model as they are.
 - ``haar``: OpenCV's bundled Haar cascade; needs the ``detect`` extra: ``pip install 'xemotion[detect]'``
   (opencv-python-headless < 5; the cascade files ship inside that package up to 4.x, and OpenCV 5 moved
   ``CascadeClassifier`` out of it).
 
-One module per concern: ``boxes`` (Box, Detection, DetectedFace), ``tiles`` (BlazeFace's anchors, search
-squares and views), ``nms`` (merging raw boxes), ``framing`` (the FER2013 square from a BlazeFace box),
+One module per concern: ``boxes`` (Box, Detection, DetectedFace), ``search`` (BlazeFace's anchors, the
+pyramid's levels and the views), ``nms`` (merging raw boxes), ``framing`` (the FER2013 square from a BlazeFace box),
 ``blazeface`` and ``haar`` (the two detectors), ``crops`` (crops, ``analyze``, ``annotate``); the catalog here.
 
     from xruntime_emotion import EmotionClassifier
@@ -32,7 +32,7 @@ from xruntime_emotion.runtime.detect.crops import MARGIN, aligned_crop, analyze,
 from xruntime_emotion.runtime.detect.framing import frame, framing_features
 from xruntime_emotion.runtime.detect.haar import CASCADE, FaceDetector, HaarDetector, cascade_path
 from xruntime_emotion.runtime.detect.nms import Candidate
-from xruntime_emotion.runtime.detect.tiles import regions
+from xruntime_emotion.runtime.detect.search import levels
 
 __all__ = [
     "BLAZEFACE",
@@ -60,7 +60,7 @@ __all__ = [
     "find_faces",
     "frame",
     "framing_features",
-    "regions",
+    "levels",
 ]
 
 

@@ -1,4 +1,5 @@
-"""MediaPipe's BlazeFace short-range model, shipped as ONNX and run by onnxruntime over the whole photo and tiles."""
+"""MediaPipe's BlazeFace short-range model, shipped as ONNX and run by onnxruntime: a pyramid of the whole
+photo proposes faces, a view of each at the model's own scale confirms and places it."""
 
 from __future__ import annotations
 
@@ -12,18 +13,40 @@ from xruntime_emotion.errors import ModelFileError
 from xruntime_emotion.runtime.detect.boxes import Detection, _uint8_photo
 from xruntime_emotion.runtime.detect.framing import frame
 from xruntime_emotion.runtime.detect.nms import Candidate, _drop_contained, _weighted_nms
-from xruntime_emotion.runtime.detect.tiles import _INPUT, _XS, _anchors, _view, regions
+from xruntime_emotion.runtime.detect.search import _INPUT, _PAD, _XS, _anchors, level_input, levels, view
 
 BLAZEFACE = Path(__file__).resolve().parents[2] / "detector" / "blazeface_short_range.onnx"
-BLAZEFACE_SHA256 = "21515fe458dbf629ef20bae682f0cf4373fec57e5830ad4d47c92aae667d7373"
+BLAZEFACE_SHA256 = "9000baf278c110c95a496c8886a8ca709e70747449f3c7254fbc2916893510a3"
+# A pyramid box scoring this much is a proposal; at most _PROPOSALS of them, best first, are looked at
+# again in views of _VIEWS times their side (two views: their boxes are averaged, which halves the
+# framing misses of one view). On 100 scenes (seed 1) of the widened set, one view at 2.6x gave recall
+# and precision 0.918 / 0.909, two at 2.2x and 3.2x 0.929 / 0.943.
+_PROPOSE = 0.4
+_PROPOSALS = 16
+_VIEWS = (2.2, 3.2)
+_NEAR = 0.2  # a view's box counts when its centre lies within this share of the view of the view's centre
+
+
+def _merge(found: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[Candidate]:
+    """Raw boxes (regressions in photo pixels, scores, the side of the square each was seen in) merged."""
+    found = [f for f in found if len(f[1])]
+    if not found:
+        return []
+    reg = np.concatenate([f[0] for f in found])
+    score = np.concatenate([f[1] for f in found])
+    seen = np.concatenate([f[2] for f in found])
+    return _drop_contained(_weighted_nms(reg[:, :2], reg[:, 2:4], score, reg[:, 4:].reshape(-1, 6, 2), seen))
 
 
 class BlazeFaceDetector:
     """MediaPipe's BlazeFace (short range), on onnxruntime; safe to share between threads.
 
-    The model file's sha256 is checked at load. Each photo is searched whole and in overlapping tiles
-    (``regions``), the raw boxes are merged by weighted suppression, and each face's box is reframed
-    from its landmarks to the square a FER2013 crop would be (``_FRAMING``).
+    The model file's sha256 is checked at load. Each photo is searched at a few scales (``levels``: the
+    finest holds a ``min_face`` face at the model's reliable size), the boxes scoring ``_PROPOSE`` are
+    merged, and each is looked at again in views at the model's own scale (``view``); what scores
+    ``min_score`` there is merged again and framed like a FER2013 crop (``framing.frame``), or dropped
+    where it cannot be framed inside the band. ``min_face`` below 32 searches a finer level (24: 1.8x
+    the pixels of 32's; see the README); a photo is searched at most ``max_side`` pixels long.
     """
 
     def __init__(
@@ -31,7 +54,9 @@ class BlazeFaceDetector:
         model: str | os.PathLike[str] | None = None,
         *,
         sha256: str = BLAZEFACE_SHA256,
-        min_score: float = 0.55,
+        min_score: float = 0.65,
+        min_face: int = 32,
+        max_side: int = 1280,
         threads: int | None = None,
     ) -> None:
         import onnxruntime as ort
@@ -40,8 +65,12 @@ class BlazeFaceDetector:
 
         if not 0.0 < min_score < 1.0:
             raise ValueError(f"min_score must lie in (0, 1), got {min_score}")
+        if not 24 <= min_face <= max_side or max_side < _INPUT:
+            raise ValueError(f"need 24 <= min_face <= max_side and max_side >= 128, got {min_face}, {max_side}")
         self.model = verify_sha256(BLAZEFACE if model is None else Path(model), sha256, "the detector's record")
         self.min_score = min_score
+        self.min_face = min_face
+        self.max_side = max_side
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if threads:
@@ -55,52 +84,64 @@ class BlazeFaceDetector:
         if len(names) != 2:
             raise ModelFileError(f"{self.model}: expected two outputs (regressors, classificators), got {names}")
         self._outputs = sorted(names)[::-1]  # regressors, classificators
-        self._anchors = _anchors()
-        self._min_logit = math.log(min_score / (1 - min_score))
+        self._view_anchors = _anchors(_INPUT, _INPUT)
 
-    def _run(self, views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 RGB views (T,128,128,3) -> their boxes' regressions (T,896,16) in view fractions, scores (T,896)."""
-        x = views.astype(np.float32) / 127.5 - 1.0
+    def _run(self, x: np.ndarray, anchors: np.ndarray, at_least: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        """float input (T,H,W,3) in [-1,1] -> per input, its boxes scoring ``at_least``: regressions (n,16) in
+        input pixels ([centre x, y, w, h, then x, y of each landmark]) and scores (n,)."""
         reg, logits = self._session.run(self._outputs, {self._input: x})  # one call, batched
-        reg = reg / _INPUT  # [dx, dy, w, h, then x, y of each landmark], offsets from the anchor
-        reg[:, :, _XS] += self._anchors[None, :, :1]
-        reg[:, :, _XS + 1] += self._anchors[None, :, 1:]
-        return reg, 1.0 / (1.0 + np.exp(-np.clip(logits[:, :, 0], -80, 80)))
+        out = []
+        for r, logit in zip(reg, logits[:, :, 0]):
+            keep = np.flatnonzero(logit >= math.log(at_least / (1 - at_least)))
+            got = r[keep].astype(np.float64)  # offsets from the anchor
+            got[:, _XS] += anchors[keep, :1]
+            got[:, _XS + 1] += anchors[keep, 1:]
+            out.append((got, 1.0 / (1.0 + np.exp(-logit[keep].astype(np.float64)))))
+        return out
+
+    def proposals(self, rgb: np.ndarray) -> list[Candidate]:
+        """The pyramid's merged boxes scoring ``_PROPOSE``, best first (boxes centred beyond the photo,
+        in the mirrored margin, are left out)."""
+        h, w = rgb.shape[:2]
+        found = []
+        for p in levels(h, w, self.min_face, self.max_side):
+            x, sx, sy = level_input(rgb, p)
+            [(reg, score)] = self._run(x, _anchors(*x.shape[1:3]), _PROPOSE)
+            reg[:, _XS] -= _PAD  # the mirrored margin
+            reg[:, _XS + 1] -= _PAD
+            reg[:, 0::2] *= sx
+            reg[:, 1::2] *= sy
+            keep = (reg[:, 0] >= 0) & (reg[:, 0] < w) & (reg[:, 1] >= 0) & (reg[:, 1] < h)
+            found.append((reg[keep], score[keep], np.full(int(keep.sum()), _INPUT * (sx + sy) / 2)))
+        return _merge(found)
 
     def candidates(self, image: np.ndarray) -> list[Candidate]:
-        """The merged raw detections in a uint8 photo, before FER framing, best first."""
+        """The faces confirmed in views at the model's scale (score ``min_score``), merged, before FER framing."""
         a = _uint8_photo(image)
         rgb = np.repeat(a[:, :, None], 3, 2) if a.ndim == 2 else a[:, :, :3]
-        h, w = rgb.shape[:2]
-        squares = regions(h, w)
-        regs, scores = self._run(np.stack([_view(rgb, *square) for square in squares]))  # black pads, as MediaPipe
-        found = []
-        for (x0, y0, side), reg, score in zip(squares, regs, scores):
-            keep = score >= self.min_score
-            # a box crossing a tile edge inside the photo is a cut face: another square sees it whole
-            bw, bh = reg[:, 2], reg[:, 3]
-            keep &= (x0 == 0) | (reg[:, 0] - bw / 2 >= 0)
-            keep &= (y0 == 0) | (reg[:, 1] - bh / 2 >= 0)
-            keep &= (x0 + side >= w) | (reg[:, 0] + bw / 2 <= 1)
-            keep &= (y0 + side >= h) | (reg[:, 1] + bh / 2 <= 1)
-            if keep.any():
-                r = reg[keep].astype(np.float64) * side
-                r[:, _XS] += x0
-                r[:, _XS + 1] += y0
-                found.append((r, score[keep].astype(np.float64), np.full(int(keep.sum()), float(side))))
-        if not found:
+        first = self.proposals(rgb)[:_PROPOSALS]
+        if not first:
             return []
-        reg = np.concatenate([f[0] for f in found])
-        score = np.concatenate([f[1] for f in found])
-        tile = np.concatenate([f[2] for f in found])
-        merged = _weighted_nms(reg[:, :2], reg[:, 2:4], score, reg[:, 4:].reshape(-1, 6, 2), tile)
-        return _drop_contained(merged)
+        squares = []
+        for c in first:
+            for k in _VIEWS:
+                side = k * float(max(c.size))
+                squares.append((c.centre[0] - side / 2, c.centre[1] - side / 2, side))
+        views = np.stack([view(rgb, *s) for s in squares]).astype(np.float32) / 127.5 - 1.0
+        found = []
+        for (x0, y0, side), (reg, score) in zip(squares, self._run(views, self._view_anchors, self.min_score)):
+            near = np.hypot(reg[:, 0] - _INPUT / 2, reg[:, 1] - _INPUT / 2) < _NEAR * _INPUT
+            r = reg[near] * (side / _INPUT)
+            r[:, _XS] += x0
+            r[:, _XS + 1] += y0
+            found.append((r, score[near], np.full(int(near.sum()), side)))
+        return _merge(found)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in a uint8 RGB or grey photo, left to right, boxes framed like FER2013 crops."""
         out = []
         for c in self.candidates(image):
             box = frame(c)
-            marks = tuple((float(x), float(y)) for x, y in c.landmarks)
-            out.append(Detection(box, c.score, marks))
+            if box is not None:
+                out.append(Detection(box, c.score, tuple((float(x), float(y)) for x, y in c.landmarks)))
         return sorted(out, key=lambda d: (d.box.x, d.box.y))
