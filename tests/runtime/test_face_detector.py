@@ -136,6 +136,7 @@ def test_detectors_by_name(scenes: list[Scene]) -> None:
     assert set(DETECTORS) == {"blazeface", "haar"}
     with pytest.raises(ValueError, match="unknown detector 'yolo'"):
         detector("yolo")
+    assert detector("blazeface", min_face=24).min_face == 24  # the opt-in setting, through the catalog
     need(importlib.util.find_spec("cv2") is not None, "opencv-python-headless is required: pip install -e '.[detect]'")
     assert isinstance(detector("haar"), HaarDetector)
     clf = EmotionClassifier.default()

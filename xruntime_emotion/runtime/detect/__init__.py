@@ -79,7 +79,7 @@ DETECTORS: dict[str, DetectorKind] = {
     "blazeface": DetectorKind(
         BlazeFaceDetector,
         "MediaPipe BlazeFace short-range, ONNX on onnxruntime (shipped)",
-        ("min_score", "threads"),
+        ("min_score", "min_face", "max_side", "threads"),
         BLAZEFACE,
     ),
     "haar": DetectorKind(

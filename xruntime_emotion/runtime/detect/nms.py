@@ -17,7 +17,7 @@ class Candidate:
     size: np.ndarray
     score: float
     landmarks: np.ndarray  # (6,2)
-    tile: float  # the score-weighted side of the squares (whole photo or tiles) it was seen in, photo pixels
+    tile: float  # the score-weighted side, in photo pixels, of the 128-pixel squares it was seen in (level or view)
 
 
 def _weighted_nms(
