@@ -11,7 +11,8 @@ Two detectors, by name in ``DETECTORS``:
 
 One module per concern: ``boxes`` (Box, Detection, DetectedFace), ``search`` (BlazeFace's anchors, the
 pyramid's levels and the views), ``nms`` (merging raw boxes), ``framing`` (the FER2013 square from a BlazeFace box),
-``blazeface`` and ``haar`` (the two detectors), ``crops`` (crops, ``analyze``, ``annotate``); the catalog here.
+``blazeface`` and ``haar`` (the two detectors), ``catalog`` (DETECTORS, one row each), ``crops`` (crops,
+``analyze``, ``annotate``).
 
     from xruntime_emotion import EmotionClassifier
     for face in EmotionClassifier.default().analyze("photo.jpg"):
@@ -20,14 +21,16 @@ pyramid's levels and the views), ``nms`` (merging raw boxes), ``framing`` (the F
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
 from xruntime_emotion.runtime.detect.blazeface import BLAZEFACE, BLAZEFACE_SHA256, BlazeFaceDetector
 from xruntime_emotion.runtime.detect.boxes import Box, DetectedFace, Detection, Detector
+from xruntime_emotion.runtime.detect.catalog import (
+    DEFAULT_DETECTOR,
+    DETECTORS,
+    DetectorKind,
+    build_detector,
+    default_detector,
+    detector,
+)
 from xruntime_emotion.runtime.detect.crops import MARGIN, aligned_crop, analyze, annotate, find_faces
 from xruntime_emotion.runtime.detect.framing import frame, framing_features
 from xruntime_emotion.runtime.detect.haar import CASCADE, FaceDetector, HaarDetector, cascade_path
@@ -62,53 +65,3 @@ __all__ = [
     "framing_features",
     "levels",
 ]
-
-
-@dataclass(frozen=True)
-class DetectorKind:
-    """One row of the detector catalog: how to make it, the settings it takes, and what it is."""
-
-    make: Callable[..., Detector]
-    about: str
-    options: tuple[str, ...] = ()  # keyword settings ``make`` accepts (the CLI's --min-face is haar's min_size)
-    model: Path | None = None  # the shipped model file, if the detector has one
-    runtime: str = "onnxruntime"  # what runs it
-
-
-DETECTORS: dict[str, DetectorKind] = {
-    "blazeface": DetectorKind(
-        BlazeFaceDetector,
-        "MediaPipe BlazeFace short-range, ONNX on onnxruntime (shipped)",
-        ("min_score", "min_face", "max_side", "threads"),
-        BLAZEFACE,
-    ),
-    "haar": DetectorKind(
-        HaarDetector,
-        "OpenCV Haar frontal-face cascade (needs the detect extra)",
-        ("min_size", "scale_factor", "min_neighbors", "max_side"),
-        runtime="opencv",
-    ),
-}
-DEFAULT_DETECTOR = "blazeface"
-
-
-def build_detector(name: str = DEFAULT_DETECTOR, **options: Any) -> Detector:
-    """A new detector of that name with these settings (each must be one the row lists)."""
-    kind = DETECTORS.get(name)
-    if kind is None:
-        raise ValueError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
-    foreign = sorted(set(options) - set(kind.options))
-    if foreign:
-        raise ValueError(f"detector {name!r} takes no {', '.join(foreign)} (it takes: {', '.join(kind.options)})")
-    return kind.make(**options)
-
-
-@functools.cache
-def detector(name: str = DEFAULT_DETECTOR, **options: Any) -> Detector:
-    """The shared detector of that name and settings, made once per process (both kinds are thread-safe)."""
-    return build_detector(name, **options)
-
-
-def default_detector() -> Detector:
-    """The default detector, shared."""
-    return detector(DEFAULT_DETECTOR)

@@ -12,6 +12,7 @@ import numpy as np
 
 from xruntime_emotion.atomic import atomic_path
 from xruntime_emotion.runtime.detect.boxes import Box, DetectedFace, Detection, Detector
+from xruntime_emotion.runtime.detect.catalog import default_detector, detector
 from xruntime_emotion.runtime.prediction import Classifies
 from xruntime_emotion.runtime.preprocess import _to_gray_float, load_image
 
@@ -107,8 +108,6 @@ def analyze(
 
 
 def _resolve(choice: Detector | str | None) -> Detector:
-    from xruntime_emotion.runtime.detect import default_detector, detector  # the catalog
-
     if choice is None:
         return default_detector()
     if isinstance(choice, str):
