@@ -20,7 +20,7 @@ from xruntime_emotion.runtime.preprocess import _to_gray_float, load_image
 # margin is small: on 294 pasted PrivateTest faces (interim model), detected crops kept the crop's own
 # label 78% of the time at 0.05 (79% at 0, 70% at 0.15) and scored best against the labels at 0.05.
 # Real face photos want more: on 1,000 of muxspace/facial_expressions (scripts/face_photos_bench.py, the
-# tuning half) BlazeFace's framed crops were right 57.9% of the time at 0.05 and 62.5% at 0.15, while on
+# tuning half) BlazeFace's framed crops were right 57.5% of the time at 0.05 and 61.5% at 0.15, while on
 # FER2013 PublicTest faces pasted into scenes 0.15 kept the label 51.4% of the time against 58.2% at 0.05.
 # The CLI's --margin default is 0.05 too; both stay there until they move together.
 MARGIN = 0.05
