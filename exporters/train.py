@@ -50,6 +50,11 @@ class Recipe:
     max_shift_px: int = 4  # about 8% of 48
     jpeg_prob: float = 0.5
     jpeg_quality: tuple[int, int] = (70, 95)
+    # Affine jitter (bilinear, edge-clamped) and random erasing; off in the default recipe.
+    max_rotate_deg: float = 0.0
+    scale_range: tuple[float, float] = (1.0, 1.0)
+    erase_prob: float = 0.0
+    erase_area: tuple[float, float] = (0.02, 0.2)  # fraction of the 48x48 face covered by one grey-noise box
     optimizer: str = "adam"
     loss: str = "sparse categorical cross-entropy on softmax outputs"
     selection: str = "best PublicTest accuracy"
@@ -75,6 +80,10 @@ class Recipe:
                 raise XEmotionError(f"cannot prune {name!r}: the layers with kernels are {', '.join(PRUNABLE)}")
             if not 0 <= sparsity < 1:
                 raise XEmotionError(f"sparsity of {name} must be in [0, 1), got {sparsity}")
+        if not 0 <= self.max_rotate_deg <= 45 or not 0.5 <= self.scale_range[0] <= self.scale_range[1] <= 2:
+            raise XEmotionError("rotation must be in [0, 45] degrees and the scale range within [0.5, 2]")
+        if not 0 <= self.erase_prob <= 1 or not 0 < self.erase_area[0] <= self.erase_area[1] < 1:
+            raise XEmotionError("erase probability must be in [0, 1] and its area range within (0, 1)")
         if len(set(names)) != len(names):
             raise XEmotionError(f"a layer is named twice in the pruning spec: {', '.join(names)}")
         if self.prune and not 0 <= self.prune_start < self.prune_end < self.epochs:
@@ -98,6 +107,12 @@ class Recipe:
         so the default recipe reads exactly as before they existed."""
         d = asdict(self)
         d["jpeg_quality"] = list(self.jpeg_quality)
+        if self.max_rotate_deg or self.scale_range != (1.0, 1.0) or self.erase_prob:
+            d["scale_range"] = list(self.scale_range)
+            d["erase_area"] = list(self.erase_area)
+        else:
+            for key in ("max_rotate_deg", "scale_range", "erase_prob", "erase_area"):
+                del d[key]
         if not self.distill:
             for key in ("soft_targets_sha256", "temperature", "alpha"):
                 del d[key]
@@ -116,8 +131,9 @@ class Recipe:
         if unknown:
             raise XEmotionError(f"unknown recipe field(s): {', '.join(unknown)}")
         kw = dict(d)
-        if "jpeg_quality" in kw:
-            kw["jpeg_quality"] = tuple(kw["jpeg_quality"])
+        for key in ("jpeg_quality", "scale_range", "erase_area"):
+            if key in kw:
+                kw[key] = tuple(kw[key])
         if "prune" in kw:
             prune = kw["prune"]
             kw["prune"] = tuple((str(k), float(v)) for k, v in (prune.items() if isinstance(prune, dict) else prune))
@@ -218,14 +234,52 @@ def _keras_objects() -> dict[str, Any]:
     return {"DistillationLoss": DistillationLoss, "label_accuracy": label_accuracy, "ApplyMasks": ApplyMasks}
 
 
+def _affine(images: np.ndarray, rng: np.random.Generator, max_deg: float, scale: tuple[float, float]) -> np.ndarray:
+    """Rotate by U(-max_deg, max_deg) and zoom by U(scale) about the centre; bilinear, edges clamped."""
+    n, h, w = images.shape
+    a = np.deg2rad(rng.uniform(-max_deg, max_deg, n)).astype(np.float32)
+    z = rng.uniform(scale[0], scale[1], n).astype(np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy, xx = yy - (h - 1) / 2, xx - (w - 1) / 2
+    out = np.empty_like(images)
+    for lo in range(0, n, 1024):  # chunks keep the gathers in cache
+        hi = min(n, lo + 1024)
+        cos, sin = (np.cos(a[lo:hi]) / z[lo:hi])[:, None, None], (np.sin(a[lo:hi]) / z[lo:hi])[:, None, None]
+        sy = np.clip(cos * yy - sin * xx + (h - 1) / 2, 0, h - 1)  # source of each output pixel
+        sx = np.clip(sin * yy + cos * xx + (w - 1) / 2, 0, w - 1)
+        y0 = np.minimum(sy.astype(np.int32), h - 2)
+        x0 = np.minimum(sx.astype(np.int32), w - 2)
+        fy, fx = sy - y0, sx - x0
+        flat = images[lo:hi].reshape(-1).astype(np.float32)
+        idx = (np.arange(hi - lo, dtype=np.int32) * (h * w))[:, None, None] + y0 * w + x0
+        top = flat[idx] * (1 - fx) + flat[idx + 1] * fx
+        bottom = flat[idx + w] * (1 - fx) + flat[idx + w + 1] * fx
+        out[lo:hi] = np.clip(np.rint(top * (1 - fy) + bottom * fy), 0, 255)
+    return out
+
+
+def _erase(images: np.ndarray, rng: np.random.Generator, prob: float, area: tuple[float, float]) -> None:
+    """Random erasing in place: one box of uniform noise, aspect ratio in [1/2, 2], on a ``prob`` share."""
+    n, h, w = images.shape
+    for i in np.flatnonzero(rng.random(n) < prob):
+        s = rng.uniform(*area) * h * w
+        r = np.exp(rng.uniform(np.log(0.5), np.log(2.0)))
+        bh, bw = min(h, max(1, round(np.sqrt(s * r)))), min(w, max(1, round(np.sqrt(s / r))))
+        y, x = rng.integers(0, h - bh + 1), rng.integers(0, w - bw + 1)
+        images[i, y : y + bh, x : x + bw] = rng.integers(0, 256, (bh, bw), dtype=np.uint8)
+
+
 def augment(images: np.ndarray, rng: np.random.Generator, recipe: Recipe) -> np.ndarray:
-    """Flip, shift (edge-padded) and JPEG re-encode a uint8 batch (N,48,48)."""
+    """Flip, rotate/zoom (when the recipe asks), shift (edge-padded), JPEG re-encode and erase (when
+    asked) a uint8 batch (N,48,48)."""
     from PIL import Image
 
     n, h, w = images.shape
     out = images.copy()
     flip = rng.random(n) < recipe.flip
     out[flip] = out[flip, :, ::-1]
+    if recipe.max_rotate_deg or recipe.scale_range != (1.0, 1.0):
+        out = _affine(out, rng, recipe.max_rotate_deg, recipe.scale_range)
     s = recipe.max_shift_px
     if s:
         padded = np.pad(out, ((0, 0), (s, s), (s, s)), mode="edge")
@@ -241,6 +295,8 @@ def augment(images: np.ndarray, rng: np.random.Generator, recipe: Recipe) -> np.
         Image.fromarray(out[i]).save(buf, format="JPEG", quality=int(q))
         buf.seek(0)
         out[i] = np.asarray(Image.open(buf))
+    if recipe.erase_prob:
+        _erase(out, rng, recipe.erase_prob, recipe.erase_area)
     return out
 
 
@@ -295,6 +351,7 @@ def train(
     limit: int | None = None,
     soft_targets: SoftTargets | str | Path | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    score_private: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train, write weights (npz + DeepFace h5) and manifest.json into ``output``; return the manifest.
@@ -408,7 +465,9 @@ def train(
                 f"{dt:.0f}s",
                 flush=True,
             )
-    return finish(data, output, ckpt, recipe=recipe, seed=seed, limit=limit, teacher=teacher)
+    return finish(
+        data, output, ckpt, recipe=recipe, seed=seed, limit=limit, teacher=teacher, score_private=score_private
+    )
 
 
 def _check_resume(saved: dict[str, Any] | None, recipe: Recipe, ckpt: Path) -> None:
@@ -432,8 +491,10 @@ def finish(
     seed: int,
     limit: int | None,
     teacher: SoftTargets | None = None,
+    score_private: bool = True,
 ) -> dict[str, Any]:
-    """Score the best epoch on every split (PrivateTest: here, once) and write the outputs."""
+    """Score the best epoch on every split (PrivateTest: here, once; or not at all, for a candidate
+    whose PrivateTest stays unseen until it is chosen) and write the outputs."""
     from .keras_builder import build_model
 
     state = _State(ckpt / "state.json")
@@ -442,6 +503,9 @@ def finish(
     model = build_model(best)
     splits: dict[str, Any] = {}
     for s in Split:
+        if s is Split.PRIVATE_TEST and not score_private:
+            splits[s.value] = {"rows": data.sizes()[s.value], "scored": False}
+            continue
         x, y = data.split(s)
         if limit:
             x, y = x[:limit], y[:limit]

@@ -497,6 +497,9 @@ def train(
     prune_end: Annotated[
         int | None, typer.Option(help="Epochs done when the final sparsity is reached (default 40).")
     ] = None,
+    hold_out_private: Annotated[
+        bool, typer.Option(help="Do not score PrivateTest (a candidate; score the chosen one with `evaluate`).")
+    ] = False,
 ) -> None:
     """Train the DeepFace architecture on FER2013 (Training only; best epoch by PublicTest).
 
@@ -537,11 +540,14 @@ def train(
 
         step("epoch 1", 0, plan.epochs)
         manifest = run_train(fer, output, recipe=plan, seed=seed, checkpoint_dir=checkpoint_dir, limit=limit,
-                             soft_targets=soft_targets, on_epoch=epoch_done, progress=False)  # fmt: skip
+                             soft_targets=soft_targets, on_epoch=epoch_done, progress=False,
+                             score_private=not hold_out_private)  # fmt: skip
     acc = manifest["accuracy"]
+    private = acc["PrivateTest"]
+    private_text = f"{private['accuracy']:.4f}" if "accuracy" in private else "not scored"
     out.print(
         f"best epoch {manifest['best_epoch']}: PublicTest {acc['PublicTest']['accuracy']:.4f}, "
-        f"PrivateTest {acc['PrivateTest']['accuracy']:.4f}; weights in {_t(output)}"
+        f"PrivateTest {private_text}; weights in {_t(output)}"
     )
     if plan.prune:
         out.print("sparsity: " + ", ".join(f"{n} {manifest['sparsity'][n]:.4f}" for n, _ in plan.prune))
