@@ -1,7 +1,8 @@
 """Train the DeepFace emotion CNN on FER2013 (the architecture unchanged).
 
 Recipe: Adam, softmax cross-entropy, batch 256, pixels/255, linear warm-up then cosine decay,
-light augmentation in NumPy (horizontal flip, integer shifts, JPEG re-encoding), seeded per epoch.
+augmentation in NumPy (horizontal flip, integer shifts, JPEG re-encoding; optionally rotation/zoom and
+random erasing), seeded per epoch.
 Training split only for gradients; PublicTest picks the best epoch; PrivateTest is evaluated once,
 at the end. Resumable: the last epoch's model and optimizer state live in the checkpoint folder.
 

@@ -189,3 +189,49 @@ def test_distillation_and_pruning_options_need_their_inputs(tmp_path: Path) -> N
         r = run_cli("train", *data, *args)
         assert r.returncode == 1 and r.stderr.strip() == f"error: {said}", r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_affine_and_erasing_augmentation() -> None:
+    from exporters.train import _affine, augment
+
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (64, 48, 48), dtype=np.uint8)
+    np.testing.assert_array_equal(_affine(faces, rng, 0.0, (1.0, 1.0)), faces)  # identity is exact
+    bar = np.zeros((1, 48, 48), np.uint8)
+    bar[0, 23:25, 16:32] = 255  # a horizontal bar, 16 px long, centred
+    zoomed = _affine(bar, rng, 0.0, (2.0, 2.0))  # zoom 2x about the centre: the bar doubles in length
+    cols = np.flatnonzero(zoomed[0].max(0) > 128)
+    assert 30 <= cols.size <= 34 and abs(cols.mean() - 23.5) < 0.6
+    # turned by the angle drawn from the seed: the bright pixels' main axis follows it
+    angle = np.random.default_rng(5).uniform(-40, 40, 1)[0]
+    turned = _affine(bar, np.random.default_rng(5), 40.0, (1.0, 1.0))[0]
+    ys, xs = np.nonzero(turned > 128)
+    cov = np.cov(np.stack([xs, ys]).astype(float))
+    axis = np.rad2deg(0.5 * np.arctan2(2 * cov[0, 1], cov[0, 0] - cov[1, 1]))
+    assert abs(angle) > 10 and abs(abs(axis) - abs(angle)) < 3
+    plain = Recipe(flip=0.0, max_shift_px=0, jpeg_prob=0.0)
+    np.testing.assert_array_equal(augment(faces, np.random.default_rng(2), plain), faces)
+    erased = augment(faces, np.random.default_rng(2), Recipe(flip=0.0, max_shift_px=0, jpeg_prob=0.0, erase_prob=1.0))
+    changed = (erased != faces).reshape(64, -1).mean(1)
+    assert changed.min() > 0.005 and changed.max() < 0.2  # one box per face, 2-20% of the area
+    rot = augment(faces, np.random.default_rng(2), Recipe(flip=0.0, max_shift_px=0, jpeg_prob=0.0, max_rotate_deg=15))
+    assert (rot != faces).reshape(64, -1).any(1).all()
+    # recorded only when used; round-trips; bad values refused
+    strong = Recipe(max_rotate_deg=10, scale_range=(0.85, 1.15), erase_prob=0.5)
+    d = json.loads(json.dumps(strong.to_json()))
+    assert d["scale_range"] == [0.85, 1.15] and Recipe.from_json(d) == strong
+    assert "max_rotate_deg" not in Recipe().to_json()
+    for bad in ({"max_rotate_deg": 90}, {"scale_range": (1.2, 0.9)}, {"erase_prob": 2}, {"erase_area": (0.0, 0.1)}):
+        with pytest.raises(XEmotionError):
+            Recipe(**bad)  # type: ignore[arg-type]
+
+
+def test_hold_out_private_leaves_private_test_unscored(tmp_path: Path, data_dir: Path) -> None:
+    fer_npz = str(data_dir / "fer2013" / "fer2013.npz")
+    out = tmp_path / "out"
+    r = run_cli("train", "--data", fer_npz, "--limit", "256", "--epochs", "1", "--hold-out-private", "-o", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "PrivateTest not scored" in r.stdout
+    acc = json.loads((out / "manifest.json").read_text())["accuracy"]
+    assert acc["PrivateTest"] == {"rows": 3589, "scored": False}
+    assert 0 < acc["PublicTest"]["accuracy"] < 1 and acc["PublicTest"]["rows"] == 256
