@@ -42,7 +42,10 @@ DetectorOpt = Annotated[
 ]
 MinFaceOpt = Annotated[
     int | None,
-    typer.Option(help="With --detect --detector haar: the smallest face side searched, in pixels (default 30)."),
+    typer.Option(
+        help="With --detect: the smallest face side searched, in pixels "
+        "(blazeface: default 32, at least 24; haar: default 30)."
+    ),
 ]
 MarginOpt = Annotated[float, typer.Option(help="With --detect: context added around each face box, per side.")]
 WeightsOpt = Annotated[
@@ -228,11 +231,12 @@ def _detector_options(name: str, min_face: int | None) -> dict[str, Any]:
         raise typer.BadParameter(f"choose from: {', '.join(DETECTORS)}", param_hint="--detector")
     if min_face is None:
         return {}
-    if "min_size" not in DETECTORS[name].options:
-        raise typer.BadParameter(f"applies to --detector haar, not {name}", param_hint="--min-face")
-    if min_face < 1:
-        raise typer.BadParameter("must be at least 1", param_hint="--min-face")
-    return {"min_size": min_face}
+    kind = DETECTORS[name]
+    if kind.min_face is None:
+        raise typer.BadParameter(f"--detector {name} has no minimum face setting", param_hint="--min-face")
+    if min_face < kind.min_face_least:
+        raise typer.BadParameter(f"must be at least {kind.min_face_least} for {name}", param_hint="--min-face")
+    return {kind.min_face: min_face}
 
 
 def _detector(name: str, min_face: int | None) -> Any:
@@ -240,7 +244,10 @@ def _detector(name: str, min_face: int | None) -> Any:
 
     options = _detector_options(name, min_face)
     with native_output():
-        return detector(name, **options)
+        try:
+            return detector(name, **options)
+        except ValueError as exc:  # a setting the detector refuses (BlazeFace: min_face above max_side)
+            raise typer.BadParameter(str(exc), param_hint="--min-face") from exc
 
 
 def _predict_photos(

@@ -17,9 +17,18 @@ from helpers import run_cli
 from PIL import Image
 
 from xruntime_emotion import LABELS, EmotionClassifier
+from xruntime_emotion.cli import _detector_options
 from xruntime_emotion.errors import MissingDependencyError
 from xruntime_emotion.model.data import FerData
-from xruntime_emotion.runtime.detect import Box, DetectedFace, FaceDetector, HaarDetector, annotate
+from xruntime_emotion.runtime.detect import (
+    DETECTORS,
+    Box,
+    DetectedFace,
+    FaceDetector,
+    HaarDetector,
+    annotate,
+    build_detector,
+)
 from xruntime_emotion.runtime.detect.crops import _crop
 from xruntime_emotion.runtime.preprocess import load_image
 
@@ -160,8 +169,8 @@ def test_without_detect_the_input_is_a_face_crop(fer: FerData, tmp_path: Path) -
         (["--annotate", "a.png"], "--annotate needs --detect"),
         (["--detect", "--margin", "1.5"], "--margin must lie in [0, 1]"),
         (["--detect", "--detector", "yolo"], "choose from: blazeface, haar"),
-        (["--detect", "--min-face", "40"], "applies to --detector haar, not blazeface"),
-        (["--detect", "--detector", "haar", "--min-face", "0"], "must be at least 1"),
+        (["--detect", "--min-face", "20"], "must be at least 24 for blazeface"),
+        (["--detect", "--detector", "haar", "--min-face", "0"], "must be at least 1 for haar"),
     ],
 )
 def test_option_errors(photo: Path, tmp_path: Path, args: list[str], message: str) -> None:
@@ -213,3 +222,19 @@ def test_the_haar_detector_by_name_and_its_minimum_face(photo: Path, tmp_path: P
     big = max(b["w"] for b in boxes) + 50
     none = run_cli("predict", str(photo), "--detect", "--detector", "haar", "--min-face", str(big))
     assert none.returncode == 0 and "no face found" in none.stdout, none.stdout
+
+
+def test_min_face_is_each_detectors_own_setting(photo: Path) -> None:
+    """--min-face sets the catalog row's own setting (BlazeFace's min_face, Haar's min_size), and the least
+    value the row states is the least its detector takes."""
+    assert _detector_options("blazeface", 40) == {"min_face": 40}
+    assert _detector_options("haar", 40) == {"min_size": 40}
+    for name, kind in DETECTORS.items():
+        assert kind.min_face in kind.options
+        build_detector(name, **{kind.min_face: kind.min_face_least})
+        with pytest.raises(ValueError):
+            build_detector(name, **{kind.min_face: kind.min_face_least - 1})
+    # BlazeFace's pyramid starts where a 1000 px face is the model's size: the 120-160 px faces are not seen
+    assert LINE.search(run_cli("predict", str(photo), "--detect").stdout)
+    none = run_cli("predict", str(photo), "--detect", "--min-face", "1000")
+    assert none.returncode == 0 and "no face found" in none.stdout, none.stdout + none.stderr

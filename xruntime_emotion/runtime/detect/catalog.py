@@ -19,9 +19,11 @@ class DetectorKind:
 
     make: Callable[..., Detector]
     about: str
-    options: tuple[str, ...] = ()  # keyword settings ``make`` accepts (the CLI's --min-face is haar's min_size)
+    options: tuple[str, ...] = ()  # keyword settings ``make`` accepts
     model: Path | None = None  # the shipped model file, if the detector has one
     runtime: str = "onnxruntime"  # what runs it
+    min_face: str | None = None  # the setting (one of ``options``) that is the smallest face side searched, px
+    min_face_least: int = 1  # the least value ``make`` takes for it (the CLI's --min-face is checked against it)
 
 
 DETECTORS: dict[str, DetectorKind] = {
@@ -30,12 +32,15 @@ DETECTORS: dict[str, DetectorKind] = {
         "MediaPipe BlazeFace short-range, ONNX on onnxruntime (shipped)",
         ("min_score", "min_face", "max_side", "threads"),
         BLAZEFACE,
+        min_face="min_face",
+        min_face_least=24,  # BlazeFaceDetector refuses less
     ),
     "haar": DetectorKind(
         HaarDetector,
         "OpenCV Haar frontal-face cascade (needs the detect extra)",
         ("min_size", "scale_factor", "min_neighbors", "max_side"),
         runtime="opencv",
+        min_face="min_size",
     ),
 }
 DEFAULT_DETECTOR = "blazeface"
