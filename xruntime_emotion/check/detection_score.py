@@ -5,7 +5,8 @@
 - A box that is no hit is a **false box**, except a box around a face smaller than the stated minimum
   size (``MIN_FACE``) whose side is at most twice that face's side: it is **ignored**, neither credit
   nor penalty. A box more than twice the size of the face it surrounds is always a false box.
-- Faces smaller than the minimum count neither as found nor as missed.
+- Faces smaller than the minimum count neither as found nor as missed; so do faces a data set marks to be
+  ignored (``judge``'s ``ignore``), whatever their size, and a box fitting one (as above) is ignored too.
 
 Recall is hits over true faces of the minimum size and up; precision is hits over hits and false boxes.
 A face's size is its box's longer side; a box surrounds a face when it holds the face's centre.
@@ -72,10 +73,13 @@ class Judged:
         return self.boxes.count(IGNORED)
 
 
-def judge(found: Sequence[Box], truth: Sequence[Box], min_face: int = MIN_FACE, iou: float = IOU) -> Judged:
-    """Score one photo's boxes against its true faces (all of them, small ones included) by the rules above."""
+def judge(
+    found: Sequence[Box], truth: Sequence[Box], min_face: int = MIN_FACE, iou: float = IOU, ignore: Sequence[Box] = ()
+) -> Judged:
+    """Score one photo's boxes against its true faces (all of them, small ones included) by the rules above;
+    ``ignore``: faces marked to be ignored, scored as faces below the minimum are (not part of ``truth``)."""
     faces = [t for t in truth if side(t) >= min_face]
-    small = [t for t in truth if side(t) < min_face]
+    small = [t for t in truth if side(t) < min_face] + list(ignore)
     verdict = [FALSE] * len(found)
     hit = [False] * len(faces)
     for i, j in match(found, faces, iou):
