@@ -33,8 +33,8 @@ TO_FER = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happiness": "
           "surprise": "surprise", "neutral": "neutral"}  # fmt: skip
 
 
-def photos(root: Path, n: int, seed: int) -> list[tuple[Path, str]]:
-    """A seeded sample of ``n`` labelled photos (path, FER2013 label), in the sample's order."""
+def photos(root: Path, n: int | None, seed: int) -> list[tuple[Path, str]]:
+    """A seeded sample of ``n`` labelled photos (path, FER2013 label), in the sample's order (None: all)."""
     seen: dict[str, str] = {}
     with open(root / "data" / "legend.csv", newline="") as f:
         for row in csv.DictReader(f):
