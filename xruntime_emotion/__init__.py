@@ -15,22 +15,29 @@ from typing import TYPE_CHECKING, Any
 from xruntime_emotion import _compat
 from xruntime_emotion._version import __version__
 from xruntime_emotion.errors import XEmotionError
-from xruntime_emotion.model.ir import LABELS, ModelIR
+from xruntime_emotion.model.labels import LABELS
 from xruntime_emotion.runtime.classifier import EmotionClassifier, Prediction
 
 if TYPE_CHECKING:
     from xruntime_emotion.batch import classify_table
+    from xruntime_emotion.model.ir import ModelIR
 
 _compat.install()  # the flat layout's module paths, for one release
 
 
 def __getattr__(name: str) -> Any:
-    """``classify_table`` on first use: the batch engine (and pyarrow, Ray, Rich) stays out of an app's start."""
+    """``classify_table`` and ``ModelIR`` on first use: the batch engine (and pyarrow, Ray, Rich) stays out of an
+    app's start, and so does the IR (its classes, weights I/O, json), which classifying does not need."""
     if name == "classify_table":
         from xruntime_emotion.batch import classify_table
 
         globals()[name] = classify_table
         return classify_table
+    if name == "ModelIR":
+        from xruntime_emotion.model.ir import ModelIR
+
+        globals()[name] = ModelIR
+        return ModelIR
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

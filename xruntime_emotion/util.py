@@ -11,7 +11,6 @@ subclass the caller names) that names the path.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import stat
@@ -19,14 +18,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
+    from hashlib import _Hash
+
     import numpy as np
 
     from xruntime_emotion.errors import XEmotionError
 
 
+def sha256(data: bytes = b"") -> _Hash:
+    """``hashlib.sha256``: OpenSSL's, taken from ``_hashlib`` without ``hashlib`` itself, whose import (its other
+    algorithms, BLAKE2) costs an app's start about 1 ms; Python's own where this Python has no OpenSSL."""
+    try:
+        from _hashlib import openssl_sha256 as new
+    except ImportError:
+        from hashlib import sha256 as new
+    return new(data)
+
+
 def sha256_file(path: str | Path) -> str:
     """The file's sha256 (a regular file only: a FIFO or device is refused, never waited on)."""
-    h = hashlib.sha256()
+    h = sha256()
     with open_regular(path) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)

@@ -6,6 +6,7 @@ A "new process" here is ``safety._passed`` emptied (the in-memory verdicts); one
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -93,7 +94,7 @@ def test_a_pass_is_kept_across_processes_in_a_private_folder(helper: Helper, mod
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700 and cache.stat().st_uid == os.geteuid()
     assert stat.S_IMODE(entry.stat().st_mode) == 0o600
     key = json.loads(entry.read_text())["key"]
-    assert key["sha256"] == safety.hashlib.sha256(model.read_bytes()).hexdigest()
+    assert key["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
     import onnxruntime
 
     version, (file, size, mtime) = key["versions"]["onnxruntime"]
@@ -243,7 +244,7 @@ def test_an_entry_for_another_key_is_ignored(helper: Helper, model: Path, tmp_pa
     [entry] = verdicts(tmp_path / "cache")
     name = safety._entry_name(
         safety._key(
-            safety.hashlib.sha256(model.read_bytes()).hexdigest(),
+            hashlib.sha256(model.read_bytes()).hexdigest(),
             "onnxruntime",
             {"providers": None},
             asdict(RUNTIMES["onnxruntime"]),

@@ -13,9 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from xruntime_emotion.errors import WeightsError
-
-LABELS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-
+from xruntime_emotion.model.labels import INPUT_SHAPE, LABELS  # LABELS: re-exported, the architecture's vocabulary
 
 ACTIVATIONS = ("linear", "relu", "softmax")  # what the reference, Keras builder and ONNX emitter implement
 MAX_WINDOW = 64  # kernel and stride sides
@@ -110,9 +108,9 @@ DEEPFACE_LAYERS: tuple[Layer, ...] = (
 class InputContract:
     """What the network expects: NHWC float32 grayscale, pixels scaled by 1/255 into [0, 1]."""
 
-    height: int = 48
-    width: int = 48
-    channels: int = 1
+    height: int = INPUT_SHAPE[0]
+    width: int = INPUT_SHAPE[1]
+    channels: int = INPUT_SHAPE[2]
     dtype: str = "float32"
     scale: float = 1.0 / 255.0
     value_range: tuple[float, float] = (0.0, 1.0)

@@ -24,7 +24,7 @@ import numpy as np
 
 from xruntime_emotion.errors import ModelFileError, XEmotionError
 from xruntime_emotion.model.catalog import output_contract
-from xruntime_emotion.model.ir import LABELS
+from xruntime_emotion.model.labels import LABELS
 from xruntime_emotion.runtime.backends import Backend, file_kind, open_backend
 from xruntime_emotion.runtime.prediction import Prediction
 from xruntime_emotion.runtime.preprocess import Faces, prepare
@@ -140,11 +140,10 @@ class EmotionClassifier:
         Its bytes are read once, their sha256 checked against the package's manifest, and the session made
         from those bytes; no probe (unless ``probe=True``).
         """
-        import hashlib
-
         from xruntime_emotion.errors import IntegrityError
         from xruntime_emotion.runtime.integrity import entries
         from xruntime_emotion.runtime.safety import read_model_file
+        from xruntime_emotion.util import sha256
         from xruntime_emotion.weights import default_onnx_path
 
         path = default_onnx_path()
@@ -154,7 +153,7 @@ class EmotionClassifier:
         file, expected, manifest = recorded
         path = path.parent / Path(file).name  # never outside the folder
         data = read_model_file(path)
-        actual = hashlib.sha256(data).hexdigest()
+        actual = sha256(data).hexdigest()
         if actual != expected.lower():
             raise IntegrityError(f"{path}: sha256 is {actual}, but {manifest} records {expected}")
         options.setdefault("probe", False)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xruntime_emotion.errors import IntegrityError, ModelFileError
-from xruntime_emotion.model.ir import ModelIR
 from xruntime_emotion.util import sha256_file
+
+if TYPE_CHECKING:
+    from xruntime_emotion.model.ir import ModelIR
 
 EXPORT_MANIFEST = "export_manifest.json"
 TRAIN_MANIFEST = "manifest.json"
@@ -81,4 +83,6 @@ def verified_path(folder: str | Path, name: str) -> Path:
 
 def load_weights(folder: str | Path, name: str = "weights") -> ModelIR:
     """The weights recorded in ``folder``'s manifest.json, checked against its sha256."""
+    from xruntime_emotion.model.ir import ModelIR
+
     return ModelIR.load(verified_path(folder, name))

@@ -29,10 +29,10 @@ from typing import Any, Union
 import numpy as np
 
 from xruntime_emotion.errors import ImageError
-from xruntime_emotion.model.ir import CONTRACT
+from xruntime_emotion.model.labels import INPUT_SHAPE
 from xruntime_emotion.util import env_number
 
-SIZE = CONTRACT.height  # square crops; the contract lives in the IR
+SIZE = INPUT_SHAPE[0]  # square crops; the input contract: model.architecture.CONTRACT
 # Refuse images above this many pixels (decompression bombs); $XEMOTION_MAX_PIXELS overrides.
 MAX_PIXELS = 64_000_000  # the default limit; read through max_pixels(), where $XEMOTION_MAX_PIXELS overrides it
 

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import _thread
 import atexit
-import hashlib
 import json
 import os
 import stat
@@ -62,7 +61,7 @@ from typing import IO, TYPE_CHECKING, Any
 from xruntime_emotion import errors
 from xruntime_emotion._version import __version__
 from xruntime_emotion.errors import ModelFileError, UnsafeModelError
-from xruntime_emotion.util import env_number, read_bounded
+from xruntime_emotion.util import env_number, read_bounded, sha256
 
 if TYPE_CHECKING:
     import subprocess
@@ -438,7 +437,7 @@ def runtime_versions(spec: dict[str, Any]) -> dict[str, list[Any]]:
 
 
 def _entry_name(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+    return sha256(key.encode()).hexdigest()
 
 
 def _cached(name: str, key: str) -> bool:
@@ -523,7 +522,7 @@ def probe(
     """
     path = Path(path)
     data = read_model_file(path)
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256(data).hexdigest()
     options = {k: v for k, v in options.items() if k not in ("threads", "num_threads", "model_content")}
     timeout = probe_timeout() if timeout is None else timeout
     onnx = ".onnx" in spec["suffixes"] if spec is not None else data[4:8] != b"TFL3"

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from xruntime_emotion.errors import ModelFileError
-from xruntime_emotion.model.ir import CONTRACT, LABELS
+from xruntime_emotion.model.labels import INPUT_SHAPE, LABELS
 
 
 class OrtBackend:
@@ -61,8 +61,8 @@ class OrtBackend:
         if len(out_shape) != 2 or out_shape[1] != len(LABELS):
             raise ModelFileError(f"{path}: output {outs[0].name} has shape {out_shape}, expected [N,{len(LABELS)}]")
         shape = ins[0].shape
-        if len(shape) != 4 or list(shape[1:]) != list(CONTRACT.shape):
-            expected = ",".join(map(str, CONTRACT.shape))
+        if len(shape) != 4 or list(shape[1:]) != list(INPUT_SHAPE):
+            expected = ",".join(map(str, INPUT_SHAPE))
             raise ModelFileError(f"{path}: input {ins[0].name} has shape {shape}, expected [N,{expected}]")
         if ins[0].type != "tensor(float)":
             raise ModelFileError(f"{path}: input type {ins[0].type}, expected float32")
