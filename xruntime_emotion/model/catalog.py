@@ -1,4 +1,5 @@
-"""The artifact catalog and the deployment targets, as data.
+"""The artifact catalog, as data (and the deployment targets, ``TARGETS``: rows of ``model.targets``,
+re-exported here and built on first use).
 
 One row per artifact kind says everything the rest of xemotion needs to know about it: file name,
 precision, who makes it, whether it runs on a host CPU, its output contract, the runtimes `verify`
@@ -14,10 +15,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xruntime_emotion.errors import XEmotionError
+
+if TYPE_CHECKING:
+    from xruntime_emotion.model.targets import TARGETS as TARGETS
+    from xruntime_emotion.model.targets import Target as Target
+    from xruntime_emotion.model.targets import TargetName as TargetName
+    from xruntime_emotion.model.targets import get_target as get_target
 
 
 class Precision(str, Enum):
@@ -215,54 +223,6 @@ IR_ONNX_FILENAME = FORMATS["onnx-ir"].filename
 ALL_FORMATS: tuple[str, ...] = exported_formats()
 
 
-class TargetName(str, Enum):
-    CPU = "cpu"
-    IMX8MP = "imx8mp"
-    IMX93 = "imx93"
-
-
-@dataclass(frozen=True)
-class Target:
-    """A deployment target: the board, the artifact it runs, its runtime and NPU delegate."""
-
-    name: TargetName
-    board: str
-    format: str
-    runtime: str
-    delegate: str | None
-    fixed_batch: int | None
-    formats: tuple[str, ...]  # everything `export --target` builds for it
-    note: str = ""
-
-
-TARGETS: dict[str, Target] = {
-    t.name.value: t
-    for t in (
-        Target(TargetName.CPU, "generic CPU (x86-64, Arm)", "onnx", "onnxruntime", None, None, ("onnx",)),
-        Target(
-            TargetName.IMX8MP,
-            "NXP i.MX 8M Plus (VeriSilicon NPU)",
-            "tflite-int8",
-            "tflite_runtime",
-            "/usr/lib/libvx_delegate.so",
-            1,
-            ("tflite-int8",),
-            "fixed batch 1, run by the VX delegate",
-        ),
-        Target(
-            TargetName.IMX93,
-            "NXP i.MX 93 (Arm Ethos-U65)",
-            "vela",
-            "tflite_runtime",
-            "/usr/lib/libethosu_delegate.so",
-            1,
-            ("tflite-int8", "vela"),
-            "Vela-compiled for ethos-u65-256",
-        ),
-    )
-}
-
-
 def get_format(name: str) -> Format:
     try:
         return FORMATS[name]
@@ -270,8 +230,15 @@ def get_format(name: str) -> Format:
         raise XEmotionError(f"unknown format {name!r}; choose from {', '.join(FORMATS)}") from None
 
 
-def get_target(name: str) -> Target:
-    try:
-        return TARGETS[name]
-    except KeyError:
-        raise XEmotionError(f"unknown target {name!r}; choose from {', '.join(TARGETS)}") from None
+_TARGET_NAMES = ("TARGETS", "Target", "TargetName", "get_target")
+
+
+def __getattr__(name: str) -> Any:
+    """The deployment targets (``model.targets``) on first use: a classifier never needs them at start-up."""
+    if name in _TARGET_NAMES:
+        from xruntime_emotion.model import targets
+
+        value = getattr(targets, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
