@@ -16,18 +16,20 @@ from xruntime_emotion import _compat
 from xruntime_emotion._version import __version__
 from xruntime_emotion.errors import XEmotionError
 from xruntime_emotion.model.labels import LABELS
-from xruntime_emotion.runtime.classifier import EmotionClassifier, Prediction
+from xruntime_emotion.runtime.classifier import EmotionClassifier
 
 if TYPE_CHECKING:
     from xruntime_emotion.batch import classify_table
     from xruntime_emotion.model.ir import ModelIR
+    from xruntime_emotion.runtime.prediction import Prediction
 
 _compat.install()  # the flat layout's module paths, for one release
 
 
 def __getattr__(name: str) -> Any:
-    """``classify_table`` and ``ModelIR`` on first use: the batch engine (and pyarrow, Ray, Rich) stays out of an
-    app's start, and so does the IR (its classes, weights I/O, json), which classifying does not need."""
+    """``classify_table``, ``ModelIR`` and ``Prediction`` on first use: the batch engine (and pyarrow, Ray, Rich)
+    stays out of an app's start, and so do the IR (its classes, weights I/O, json), which classifying does not
+    need, and ``Prediction``, which only ``classify`` makes."""
     if name == "classify_table":
         from xruntime_emotion.batch import classify_table
 
@@ -38,6 +40,11 @@ def __getattr__(name: str) -> Any:
 
         globals()[name] = ModelIR
         return ModelIR
+    if name == "Prediction":
+        from xruntime_emotion.runtime.prediction import Prediction
+
+        globals()[name] = Prediction
+        return Prediction
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
