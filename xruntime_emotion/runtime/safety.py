@@ -73,7 +73,6 @@ MAX_MODEL_BYTES = 512 * 2**20  # larger files are refused before a byte is read;
 CACHE_ENV = "XEMOTION_PROBE_CACHE"  # "0": no cache across processes; a folder: the cache lives there
 CACHE_ENTRIES = 256  # verdicts kept on disk; the least recently used go first
 PROBE_SCHEME = 1  # bump when what a probe checks changes, so that older verdicts no longer count
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding xruntime_emotion/
 
 _lock = _thread.allocate_lock()  # threading's Lock; threading itself is not imported for it at start-up
 _passed: set[str] = set()  # names of the verdicts that passed in this process
@@ -81,7 +80,8 @@ _passed: set[str] = set()  # names of the verdicts that passed in this process
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding xruntime_emotion/, resolved when needed
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     env.setdefault("OPENBLAS_NUM_THREADS", "1")  # a single-threaded server forks safely
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
