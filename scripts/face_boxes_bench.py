@@ -24,9 +24,9 @@ import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+from detection_bench import parse_detector  # this folder: the same --detector syntax
 
 from xruntime_emotion.check.detection_score import FALSE, IOU, Tally, judge, match, side
 from xruntime_emotion.runtime.detect import DETECTORS, Box, Detector, build_detector, frame
@@ -65,19 +65,6 @@ def read_lists(folder: Path, lists: list[Path]) -> list[Photo]:
             size = (int(image.get("width", "0")), int(image.get("height", "0"))) if image.get("width") else None
             photos[name] = Photo(folder / name, tuple(faces), tuple(ignored), size)
     return list(photos.values())
-
-
-def parse_detector(text: str) -> tuple[str, dict[str, Any]]:
-    """'blazeface' or 'blazeface:min_face=24,threads=1' -> (name, settings); numbers become numbers."""
-    name, _, rest = text.partition(":")
-    options: dict[str, Any] = {}
-    for item in filter(None, rest.split(",")):
-        key, _, value = item.partition("=")
-        try:
-            options[key] = int(value)
-        except ValueError:
-            options[key] = float(value)
-    return name, options
 
 
 def own_boxes(det: Detector, image: np.ndarray) -> list[Box]:
