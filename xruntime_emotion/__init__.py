@@ -26,25 +26,24 @@ if TYPE_CHECKING:
 _compat.install()  # the flat layout's module paths, for one release
 
 
+# Exported on first use: the batch engine (and pyarrow, Ray, Rich) stays out of an app's start, and so do
+# the IR (its classes, weights I/O, json), which classifying does not need, and ``Prediction``, which only
+# ``classify`` makes.
+_LAZY = {
+    "classify_table": "xruntime_emotion.batch",
+    "ModelIR": "xruntime_emotion.model.ir",
+    "Prediction": "xruntime_emotion.runtime.prediction",
+}
+
+
 def __getattr__(name: str) -> Any:
-    """``classify_table``, ``ModelIR`` and ``Prediction`` on first use: the batch engine (and pyarrow, Ray, Rich)
-    stays out of an app's start, and so do the IR (its classes, weights I/O, json), which classifying does not
-    need, and ``Prediction``, which only ``classify`` makes."""
-    if name == "classify_table":
-        from xruntime_emotion.batch import classify_table
+    """A name of ``_LAZY``, imported from its module on first use."""
+    if name in _LAZY:
+        import importlib
 
-        globals()[name] = classify_table
-        return classify_table
-    if name == "ModelIR":
-        from xruntime_emotion.model.ir import ModelIR
-
-        globals()[name] = ModelIR
-        return ModelIR
-    if name == "Prediction":
-        from xruntime_emotion.runtime.prediction import Prediction
-
-        globals()[name] = Prediction
-        return Prediction
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
