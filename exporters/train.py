@@ -67,6 +67,8 @@ class Recipe:
     prune: tuple[tuple[str, float], ...] = ()
     prune_start: int = 2  # epochs done when the ramp starts (sparsity 0 up to here)
     prune_end: int = 40  # epochs done when the final sparsity is reached
+    # Fine-tuning: start from these weights (their weights_sha256) instead of a seeded random init.
+    init_weights_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -117,6 +119,8 @@ class Recipe:
         if not self.distill:
             for key in ("soft_targets_sha256", "temperature", "alpha"):
                 del d[key]
+        if self.init_weights_sha256 is None:
+            del d["init_weights_sha256"]
         if self.prune:
             d["prune"] = dict(self.prune)
         else:
@@ -351,6 +355,7 @@ def train(
     checkpoint_dir: Path | None = None,
     limit: int | None = None,
     soft_targets: SoftTargets | str | Path | None = None,
+    init: ModelIR | str | Path | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     score_private: bool = True,
     progress: bool = True,
@@ -359,7 +364,8 @@ def train(
 
     ``limit`` keeps the first rows of each split (a fast smoke run, not a real result). With
     ``soft_targets`` (a file from ``exporters.teacher``) the loss distils from them; a recipe that names
-    soft targets by digest needs that file.
+    soft targets by digest needs that file. ``init`` (weights, or a file ``ModelIR.load`` reads) starts
+    from those weights instead of a random init; a recipe that names its start weights needs them.
     """
     output = Path(output)
     ckpt = Path(checkpoint_dir) if checkpoint_dir else output / "checkpoints"
@@ -380,6 +386,15 @@ def train(
         raise XEmotionError(f"the recipe distils from soft targets {recipe.soft_targets_sha256}: give that file")
     else:
         y_fit = y_tr
+    start = ModelIR.load(init) if isinstance(init, (str, Path)) else init
+    if start is not None:
+        if recipe.init_weights_sha256 not in (None, start.weights_sha256):
+            raise XEmotionError(
+                f"the recipe starts from weights {recipe.init_weights_sha256}, the file given is {start.weights_sha256}"
+            )
+        recipe = replace(recipe, init_weights_sha256=start.weights_sha256)
+    elif recipe.init_weights_sha256:
+        raise XEmotionError(f"the recipe starts from weights {recipe.init_weights_sha256}: give that file (--init)")
     k = keras()
     from .keras_builder import build_model
 
@@ -394,7 +409,7 @@ def train(
         model = k.models.load_model(last, custom_objects=objects)
     else:
         state = _State(ckpt / "state.json.new")
-        model = build_model()
+        model = build_model(start)
         total = max(1, steps * recipe.epochs)
         warm = min(steps * recipe.warmup_epochs, total - 1)
         lr = k.optimizers.schedules.CosineDecay(
@@ -467,8 +482,9 @@ def train(
                 flush=True,
             )
     return finish(
-        data, output, ckpt, recipe=recipe, seed=seed, limit=limit, teacher=teacher, score_private=score_private
-    )
+        data, output, ckpt, recipe=recipe, seed=seed, limit=limit, teacher=teacher,
+        score_private=score_private, start=start,
+    )  # fmt: skip
 
 
 def _check_resume(saved: dict[str, Any] | None, recipe: Recipe, ckpt: Path) -> None:
@@ -493,6 +509,7 @@ def finish(
     limit: int | None,
     teacher: SoftTargets | None = None,
     score_private: bool = True,
+    start: ModelIR | None = None,
 ) -> dict[str, Any]:
     """Score the best epoch on every split (PrivateTest: here, once; or not at all, for a candidate
     whose PrivateTest stays unseen until it is chosen) and write the outputs."""
@@ -568,6 +585,13 @@ def finish(
             f"T = {recipe.temperature}, teacher_T = softmax(log p_teacher / T); augmented images keep their "
             "original's target"
         )
+    if start is not None:
+        manifest["init"] = {
+            "weights_sha256": start.weights_sha256,
+            "file": start.provenance.source,
+            "file_sha256": start.provenance.sha256,
+            "note": "fine-tuned: training started from these weights, not from a random init",
+        }
     if recipe.prune:
         manifest["pruning"] = (
             "gradual magnitude pruning (Zhu & Gupta 2017) of the kernels in recipe.prune: at the start of each "

@@ -504,6 +504,9 @@ def train(
     prune_end: Annotated[
         int | None, typer.Option(help="Epochs done when the final sparsity is reached (default 40).")
     ] = None,
+    init: Annotated[
+        Path | None, typer.Option(help="Fine-tune: start from these weights (.npz or DeepFace's .h5), not at random.")
+    ] = None,
     hold_out_private: Annotated[
         bool, typer.Option(help="Do not score PrivateTest (a candidate; score the chosen one with `evaluate`).")
     ] = False,
@@ -547,7 +550,7 @@ def train(
 
         step("epoch 1", 0, plan.epochs)
         manifest = run_train(fer, output, recipe=plan, seed=seed, checkpoint_dir=checkpoint_dir, limit=limit,
-                             soft_targets=soft_targets, on_epoch=epoch_done, progress=False,
+                             soft_targets=soft_targets, init=init, on_epoch=epoch_done, progress=False,
                              score_private=not hold_out_private)  # fmt: skip
     acc = manifest["accuracy"]
     private = acc["PrivateTest"]

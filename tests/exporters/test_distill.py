@@ -235,3 +235,33 @@ def test_hold_out_private_leaves_private_test_unscored(tmp_path: Path, data_dir:
     acc = json.loads((out / "manifest.json").read_text())["accuracy"]
     assert acc["PrivateTest"] == {"rows": 3589, "scored": False}
     assert 0 < acc["PublicTest"]["accuracy"] < 1 and acc["PublicTest"]["rows"] == 256
+
+
+def test_init_fine_tunes_from_given_weights_and_is_recorded(tmp_path: Path, data_dir: Path) -> None:
+    fer_npz = str(data_dir / "fer2013" / "fer2013.npz")
+    shipped = default_weights_path()
+    start = ModelIR.load(shipped)
+    recipe = tmp_path / "ft.json"
+    recipe.write_text(json.dumps({"epochs": 1, "learning_rate": 1e-5, "warmup_epochs": 0}))
+    out = tmp_path / "out"
+    args = ["train", "--data", fer_npz, "--limit", "512", "--recipe", str(recipe), "--hold-out-private"]
+    r = run_cli(*args, "--init", str(shipped), "-o", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["recipe"]["init_weights_sha256"] == start.weights_sha256 == m["init"]["weights_sha256"]
+    assert m["init"]["file"] == shipped.name
+    tuned = ModelIR.load(out / "emotion_weights.npz")
+    # one epoch at a tiny rate: close to the start (a random init is not), yet trained
+    drift = max(float(np.abs(tuned.weights[n][0] - start.weights[n][0]).max()) for n in start.weights)
+    assert 0 < drift < 0.01
+    shipped_public = json.loads(SHIPPED_MANIFEST.read_text())["accuracy"]["PublicTest"]["accuracy"]
+    assert m["accuracy"]["PublicTest"]["accuracy"] > shipped_public - 0.05  # 512 rows: the shipped model's level
+    # the recorded recipe needs its start weights, and only those
+    r = run_cli("train", "--data", fer_npz, "--recipe", str(out / "manifest.json"), "-o", str(tmp_path / "x"))
+    assert r.returncode == 1 and f"starts from weights {start.weights_sha256}: give that file" in r.stderr
+    other = tmp_path / "other.npz"
+    confident_random_ir(3).save_npz(other)
+    r = run_cli("train", "--data", fer_npz, "--recipe", str(out / "manifest.json"), "--init", str(other),
+                "-o", str(tmp_path / "y"))  # fmt: skip
+    assert r.returncode == 1 and "the file given is" in r.stderr
+    assert "init_weights_sha256" not in Recipe().to_json()  # the default recipe reads as before
