@@ -8,6 +8,8 @@ onnxruntime, and records its sha256 and figures in the shipped manifest.
 
 A candidate trained with ``--hold-out-private`` has never been scored on PrivateTest; its one look
 happens here (Keras, batch 256, as ``train`` scores), recorded as such in the manifest's accuracy.
+Weights fine-tuned (``train --init``) from the weights shipped now keep those weights' record (recipe,
+seed, accuracy, CPU hours) in the manifest's ``init.base``.
 """
 
 from __future__ import annotations
@@ -54,6 +56,12 @@ def main() -> None:
             "scored": "once, by scripts/ship_weights.py, after the weights were chosen on PublicTest",
         }
         print(f"PrivateTest (first look): {correct}/{len(y)} = {correct / len(y):.4f}", file=sys.stderr)
+    init = manifest.get("init")
+    if init and (DEST / MANIFEST).is_file():  # fine-tuned from the weights shipped now: keep their record
+        base = json.loads((DEST / MANIFEST).read_text())
+        if base["weights"]["weights_sha256"] == init["weights_sha256"]:
+            keep = ("weights", "seed", "epochs", "best_epoch", "recipe", "accuracy", "cpu_hours", "train_seconds")
+            init["base"] = {k: base[k] for k in keep if k in base}
     shutil.copyfile(args.trained / DEFAULT_WEIGHTS, DEST / DEFAULT_WEIGHTS)
     export(ExportContext(ir, ExportOptions(onnx_via="tf2onnx")), ["onnx"], DEST)
     (DEST / "export_manifest.json").unlink()

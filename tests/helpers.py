@@ -135,3 +135,9 @@ def on_a_terminal(args: list[str], timeout: float = 300) -> bytes:
     os.close(master)
     assert proc.returncode == 0, seen[-2000:]
     return seen
+
+
+def from_scratch_recipe(manifest: dict) -> dict:
+    """The recipe that trained the shipped lineage from a random init: the shipped weights' own, or, when
+    they were fine-tuned (``train --init``), that of the weights they started from (``init.base``)."""
+    return manifest["init"]["base"]["recipe"] if "init" in manifest else manifest["recipe"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import confident_random_ir
-from helpers import run_cli
+from helpers import from_scratch_recipe, run_cli
 
 from exporters.teacher import SoftTargets, load_soft_targets, save_soft_targets
 from exporters.train import Recipe, load_recipe, magnitude_mask, parse_prune
@@ -21,11 +21,22 @@ SHIPPED_MANIFEST = default_weights_path().parent / "manifest.json"
 
 
 def test_default_recipe_is_the_shipped_weights_recipe() -> None:
-    shipped = json.loads(SHIPPED_MANIFEST.read_text())["recipe"]
-    assert json.loads(json.dumps(Recipe().to_json())) == shipped  # no distillation or pruning keys
-    assert Recipe.from_json(shipped) == Recipe() == load_recipe(SHIPPED_MANIFEST)
+    manifest = json.loads(SHIPPED_MANIFEST.read_text())
+    scratch = from_scratch_recipe(manifest)
+    assert json.loads(json.dumps(Recipe().to_json())) == scratch  # no distillation, pruning or init keys
+    assert Recipe.from_json(scratch) == Recipe()
+    shipped = load_recipe(SHIPPED_MANIFEST)  # the shipped weights' recipe reads back as it was recorded
+    assert (
+        json.loads(json.dumps(shipped.to_json())) == manifest["recipe"] == Recipe.from_json(shipped.to_json()).to_json()
+    )
+    if "init" in manifest:
+        assert (
+            shipped.init_weights_sha256
+            == manifest["init"]["weights_sha256"]
+            == manifest["init"]["base"]["weights"]["weights_sha256"]
+        )
     with pytest.raises(XEmotionError, match="unknown recipe field"):
-        Recipe.from_json({**shipped, "temprature": 2})
+        Recipe.from_json({**scratch, "temprature": 2})
 
 
 def test_prune_spec_schedule_and_masks() -> None:
