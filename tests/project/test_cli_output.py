@@ -130,7 +130,8 @@ def test_info_describes_every_format_from_the_file_itself(artifacts: Path) -> No
         assert "DELEGATE" not in d["ops"]  # LiteRT's XNNPACK partitions are not the file's operators
     vela = json.loads((artifacts.parent / "vela.json").read_text())
     assert vela["ops"] == {"DEQUANTIZE": 1, "ethos-u": 1} and vela["custom_ops"][0]["op"] == "ethos-u"
-    assert vela["inputs"][0]["type"] == "uint8" and vela["buffers_bytes"] > 1_000_000
+    size = (artifacts / FORMATS["vela"].filename).stat().st_size  # Vela's compressed weights are its bulk
+    assert vela["inputs"][0]["type"] == "uint8" and 0.9 * size < vela["buffers_bytes"] < size
     assert json.loads((artifacts.parent / "tflite-int8.json").read_text())["metadata"]["min_runtime_version"]
 
 
