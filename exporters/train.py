@@ -374,27 +374,17 @@ def train(
     if limit:
         x_tr, y_tr, x_pu, y_pu = x_tr[:limit], y_tr[:limit], x_pu[:limit], y_pu[:limit]
     teacher = load_soft_targets(soft_targets) if isinstance(soft_targets, (str, Path)) else soft_targets
+    _pinned(recipe.soft_targets_sha256, teacher.sha256 if teacher else None, "distils from soft targets", "")
     if teacher is not None:
         teacher.check(data, len(x_tr))
-        if recipe.soft_targets_sha256 not in (None, teacher.sha256):
-            raise XEmotionError(
-                f"the recipe distils from soft targets {recipe.soft_targets_sha256}, the file given is {teacher.sha256}"
-            )
         recipe = replace(recipe, soft_targets_sha256=teacher.sha256)
         y_fit = np.concatenate([y_tr[:, None].astype(np.float32), teacher.tempered(recipe.temperature, len(x_tr))], 1)
-    elif recipe.distill:
-        raise XEmotionError(f"the recipe distils from soft targets {recipe.soft_targets_sha256}: give that file")
     else:
         y_fit = y_tr
     start = ModelIR.load(init) if isinstance(init, (str, Path)) else init
+    _pinned(recipe.init_weights_sha256, start.weights_sha256 if start else None, "starts from weights", " (--init)")
     if start is not None:
-        if recipe.init_weights_sha256 not in (None, start.weights_sha256):
-            raise XEmotionError(
-                f"the recipe starts from weights {recipe.init_weights_sha256}, the file given is {start.weights_sha256}"
-            )
         recipe = replace(recipe, init_weights_sha256=start.weights_sha256)
-    elif recipe.init_weights_sha256:
-        raise XEmotionError(f"the recipe starts from weights {recipe.init_weights_sha256}: give that file (--init)")
     k = keras()
     from .keras_builder import build_model
 
@@ -487,6 +477,20 @@ def train(
     )  # fmt: skip
 
 
+def _pinned(recorded: str | None, given: str | None, what: str, option: str) -> None:
+    """A recipe that names an input by digest (``recorded``) runs only with that input (``given``)."""
+    if given is None and recorded:
+        raise XEmotionError(f"the recipe {what} {recorded}: give that file{option}")
+    if given is not None and recorded not in (None, given):
+        raise XEmotionError(f"the recipe {what} {recorded}, the file given is {given}")
+
+
+def score(pred: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Rows, correct answers and top-1 accuracy of predicted labels ``pred`` against ``y``."""
+    correct = int((pred == y).sum())
+    return {"rows": len(y), "correct": correct, "accuracy": correct / len(y)}
+
+
 def _check_resume(saved: dict[str, Any] | None, recipe: Recipe, ckpt: Path) -> None:
     """A checkpoint resumes only the recipe it was made with (the epoch count may change)."""
     if saved is None:  # a checkpoint from before recipes were recorded in it
@@ -527,9 +531,7 @@ def finish(
         x, y = data.split(s)
         if limit:
             x, y = x[:limit], y[:limit]
-        pred = predict_keras(model, to_input(x)).argmax(1)
-        correct = int((pred == y).sum())
-        splits[s.value] = {"rows": len(y), "correct": correct, "accuracy": correct / len(y)}
+        splits[s.value] = score(predict_keras(model, to_input(x)).argmax(1), y)
     output.mkdir(parents=True, exist_ok=True)
     best.save_npz(output / "emotion_weights.npz")
     best.save_deepface_h5(output / "facial_expression_model_weights.h5")

@@ -44,18 +44,13 @@ def main() -> None:
     private = manifest["accuracy"]["PrivateTest"]
     if private.get("scored") is False:  # the candidate's first and only look at PrivateTest
         from exporters.keras_builder import build_model
-        from exporters.train import predict_keras
+        from exporters.train import predict_keras, score
 
         x, y = data.split(Split.PRIVATE_TEST)
-        pred = predict_keras(build_model(ir), to_input(x)).argmax(1)
-        correct = int((pred == y).sum())
-        manifest["accuracy"]["PrivateTest"] = {
-            "rows": len(y),
-            "correct": correct,
-            "accuracy": correct / len(y),
-            "scored": "once, by scripts/ship_weights.py, after the weights were chosen on PublicTest",
-        }
-        print(f"PrivateTest (first look): {correct}/{len(y)} = {correct / len(y):.4f}", file=sys.stderr)
+        private = score(predict_keras(build_model(ir), to_input(x)).argmax(1), y)
+        private["scored"] = "once, by scripts/ship_weights.py, after the weights were chosen on PublicTest"
+        manifest["accuracy"]["PrivateTest"] = private
+        print(f"PrivateTest (first look): {private['correct']}/{len(y)} = {private['accuracy']:.4f}", file=sys.stderr)
     init = manifest.get("init")
     if init and (DEST / MANIFEST).is_file():  # fine-tuned from the weights shipped now: keep their record
         base = json.loads((DEST / MANIFEST).read_text())
