@@ -4,6 +4,7 @@ resort for .tflite files). The app side never imports this module itself."""
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,10 @@ class KerasBackend:
     runtime = "keras"
     fixed_batch = None
 
-    def __init__(self, path: Path, ir: ModelIR | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], ir: ModelIR | None = None) -> None:
         from .keras_builder import build_model
 
-        self.path = path
+        self.path = path = Path(path)
         self.ir = ir or ModelIR.load(path)
         self.model = build_model(self.ir)
         self._lock = threading.Lock()
@@ -41,9 +42,9 @@ class KerasBackend:
             return predict_keras(self.model, x).astype(np.float32)
 
 
-def open_keras(path: Path, **options: Any) -> KerasBackend:
+def open_keras(path: str | os.PathLike[str], **options: Any) -> KerasBackend:
     return KerasBackend(path, **options)
 
 
-def open_tflite(path: Path, **options: Any) -> LiteRTBackend:
+def open_tflite(path: str | os.PathLike[str], **options: Any) -> LiteRTBackend:
     return LiteRTBackend(path, interpreter=tf().lite, runtime="tensorflow", **options)

@@ -163,7 +163,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| `{r['side']}` | {r['pairs']} | {r['bare_s']:.3f} s | {r['xemotion_s']:.3f} s | "
-              f"{r['ratio']:.2f}x | {r['ratio_min']:.2f}-{r['ratio_max']:.2f} | {r['cpu_ratio']:.2f}x |")  # fmt: skip
+              f"{r['ratio']:.3f}x | {r['ratio_min']:.2f}-{r['ratio_max']:.2f} | {r['cpu_ratio']:.3f}x |")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps({"info": info, "rows": rows}, indent=1) + "\n")
 

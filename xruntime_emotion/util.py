@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 import platform
 import stat
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 if TYPE_CHECKING:
     from hashlib import _Hash
+    from pathlib import Path
 
     import numpy as np
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +70,38 @@ print("out")
     r = _run(code)
     assert r.returncode == 0 and r.stdout == "out\n"
     assert r.stderr == "ERROR: something real\npython's own\n"
+
+
+# What an app's start may import beyond a bare onnxruntime process that opened and ran the same file: xemotion's own
+# modules, OpenSSL's sha256 and importlib.util (runtime lookup); default() also json (the package's manifest).
+START_EXTRA = {"_hashlib", "importlib.util", "importlib._abc"}
+MANIFEST_EXTRA = {"json", "json.decoder", "json.encoder", "json.scanner", "_json"}
+
+
+@pytest.mark.parametrize("how", ["default", "from_onnx"])
+def test_an_apps_start_imports_nothing_a_bare_onnxruntime_start_does_not(how: str, tmp_path: Path) -> None:
+    """No pathlib, dataclasses, json (for a cached ``from_onnx``), subprocess or tempfile: each costs a start
+    milliseconds against a 1.1x budget of about 15 ms (scripts/cold_start.py)."""
+    from xruntime_emotion.weights import default_onnx_path
+
+    model = Path(shutil.copy(default_onnx_path(), tmp_path / "exported.onnx"))
+    code = """
+import sys
+import numpy as np
+import onnxruntime as ort
+s = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+s.run(None, {s.get_inputs()[0].name: np.zeros((1, 48, 48, 1), np.float32)})
+bare = set(sys.modules)
+from xruntime_emotion import EmotionClassifier
+clf = EmotionClassifier.default() if sys.argv[2] == "default" else EmotionClassifier.from_onnx(sys.argv[1])
+clf.predict(np.zeros((48, 48), np.uint8))
+print(sorted(m for m in set(sys.modules) - bare if not m.startswith("xruntime_emotion")))
+"""
+    env = {**os.environ, "XEMOTION_PROBE_CACHE": str(tmp_path / "cache")}
+    runs = [subprocess.run([sys.executable, "-c", code, str(model), how], capture_output=True, text=True, env=env)
+            for _ in range(2)]  # fmt: skip
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr[-3000:]
+    if how == "from_onnx":  # the first start probed the file; the second found the verdict
+        assert len(os.listdir(tmp_path / "cache")) == 1
+    extra = set(ast.literal_eval(runs[1].stdout.strip()))
+    assert extra <= START_EXTRA | (MANIFEST_EXTRA if how == "default" else set()), sorted(extra)

@@ -6,15 +6,14 @@ A "new process" here is ``safety._passed`` emptied (the in-memory verdicts); one
 
 from __future__ import annotations
 
+import ast
 import hashlib
-import json
 import os
 import shutil
 import stat
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +75,13 @@ def verdicts(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if len(p.name) == 64) if folder.is_dir() else []
 
 
+def recorded_key(entry: Path) -> dict[str, Any]:
+    """An entry's key, item by item: its first line says it passed, each other line is ``name: literal``."""
+    head, *lines = entry.read_text().splitlines()
+    assert head == "xemotion probe verdict: passed"
+    return {name: ast.literal_eval(value) for name, value in (line.split(": ", 1) for line in lines)}
+
+
 def other_weights(path: Path, out: Path, offset: int = 0) -> Path:
     """``path`` with one byte inside a weight tensor changed: still a valid model, other bytes."""
     onnx = pytest.importorskip("onnx")
@@ -93,7 +99,7 @@ def test_a_pass_is_kept_across_processes_in_a_private_folder(helper: Helper, mod
     [entry] = verdicts(cache)
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700 and cache.stat().st_uid == os.geteuid()
     assert stat.S_IMODE(entry.stat().st_mode) == 0o600
-    key = json.loads(entry.read_text())["key"]
+    key = recorded_key(entry)
     assert key["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
     import onnxruntime
 
@@ -119,7 +125,7 @@ def test_the_default_location_is_the_users_cache_folder(
 ) -> None:
     monkeypatch.delenv(safety.CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert safety.cache_folder() == tmp_path / "xdg" / "xemotion" / "probe"
+    assert safety.cache_folder() == str(tmp_path / "xdg" / "xemotion" / "probe")
     assert helper.probes(model) == 1 and helper.probes(model) == 0
     assert len(verdicts(tmp_path / "xdg" / "xemotion" / "probe")) == 1
     for folder in (tmp_path / "xdg", tmp_path / "xdg" / "xemotion", tmp_path / "xdg" / "xemotion" / "probe"):
@@ -221,18 +227,24 @@ def test_a_link_on_the_cache_path_is_ignored(
 
 
 @pytest.mark.parametrize(
-    "text",
-    ["", "{", "[]", '{"passed": true}', "NOT-PASSED", "x" * 70000, "PADDED"],
-    ids=["empty", "truncated", "list", "no-key", "not-passed", "huge", "over-64KiB"],
+    "change",
+    ["EMPTY", "TRUNCATED", "NO-KEY", "NOT-PASSED", "REORDERED", "HUGE", "PADDED"],
 )
-def test_a_malformed_entry_is_ignored(text: str, helper: Helper, model: Path, tmp_path: Path) -> None:
+def test_a_malformed_entry_is_ignored(change: str, helper: Helper, model: Path, tmp_path: Path) -> None:
     assert helper.probes(model) == 1
     [entry] = verdicts(tmp_path / "cache")
-    good = json.loads(entry.read_text())
-    if text == "NOT-PASSED":  # the right key, but not a pass
-        text = json.dumps({**good, "passed": "yes"})
-    elif text == "PADDED":  # the right entry, in a file larger than any entry
-        text = json.dumps(good) + " " * 70000
+    good = entry.read_text()
+    head, *lines = good.splitlines(keepends=True)
+    text = {
+        "EMPTY": "",
+        "TRUNCATED": good[:-1],
+        "NO-KEY": head,
+        "NOT-PASSED": head.replace("passed", "failed") + "".join(lines),  # the right key, but not a pass
+        "REORDERED": head + "".join(lines[::-1]),  # the same items, not the canonical text
+        "HUGE": "x" * 70000,
+        "PADDED": good + " " * 70000,  # the right entry, in a file larger than any entry
+    }[change]
+    assert recorded_key(entry) and text != good
     entry.write_text(text)
     assert helper.probes(model) == 1 and helper.probes(model) == 0
 
@@ -247,7 +259,7 @@ def test_an_entry_for_another_key_is_ignored(helper: Helper, model: Path, tmp_pa
             hashlib.sha256(model.read_bytes()).hexdigest(),
             "onnxruntime",
             {"providers": None},
-            asdict(RUNTIMES["onnxruntime"]),
+            RUNTIMES["onnxruntime"]._asdict(),
             safety.probe_timeout(),
         )
     )

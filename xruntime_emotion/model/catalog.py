@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -33,8 +32,7 @@ class Precision(str, Enum):
     INT8 = "int8"
 
 
-@dataclass(frozen=True)
-class OutputContract:
+class OutputContract(NamedTuple):
     """What a row's model must return for N faces: float probabilities (N, classes) in [0, 1] summing to 1."""
 
     classes: int = 7
@@ -58,9 +56,9 @@ INT8_OUTPUT = OutputContract(row_sum_tolerance=0.05)
 FOREIGN_OUTPUT = INT8_OUTPUT  # a file the catalog does not name: the loosest contract of any row
 
 
-@dataclass(frozen=True)
-class Format:
-    """One artifact kind: a row of the catalog."""
+class Format(NamedTuple):
+    """One artifact kind: a row of the catalog. Rows (and ``OutputContract``) are named tuples rather than frozen
+    dataclasses: an app's start builds them in a third of the time."""
 
     name: str
     filename: str

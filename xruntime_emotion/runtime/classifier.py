@@ -14,9 +14,9 @@ the weights recorded in a training ``manifest.json``) only if its sha256 matches
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
@@ -28,6 +28,8 @@ from xruntime_emotion.runtime.backends import Backend, file_kind, open_backend
 from xruntime_emotion.runtime.preprocess import Faces, prepare
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from xruntime_emotion.runtime.detect import DetectedFace, Detector
     from xruntime_emotion.runtime.prediction import Prediction as Prediction
 
@@ -41,7 +43,8 @@ class EmotionClassifier:
     def __init__(self, backend: Backend, labels: tuple[str, ...] = LABELS) -> None:
         self.backend = backend
         self.labels = labels
-        self._contract = output_contract(Path(backend.path).name)  # looked up once, checked on every call
+        # looked up once, checked on every call; by ``file`` where the backend has it (no pathlib at start-up)
+        self._contract = output_contract(os.path.basename(getattr(backend, "file", None) or backend.path))
 
     # -- constructors -----------------------------------------------------------------------
     @classmethod
@@ -116,6 +119,8 @@ class EmotionClassifier:
         target's NPU delegate is used where it exists; elsewhere an int8 model falls back to the CPU
         (``on_fallback`` hears why), while a Vela model, which only its NPU can run, is refused.
         """
+        from pathlib import Path
+
         from xruntime_emotion.model.catalog import FORMATS, get_target
         from xruntime_emotion.runtime.integrity import entries, verified_path
 
@@ -143,14 +148,14 @@ class EmotionClassifier:
         from xruntime_emotion.runtime.integrity import entries
         from xruntime_emotion.runtime.safety import read_model_file
         from xruntime_emotion.util import sha256
-        from xruntime_emotion.weights import default_onnx_path
+        from xruntime_emotion.weights import DEFAULT_ONNX, FOLDER, shipped_file
 
-        path = default_onnx_path()
-        recorded = entries(path.parent).get("onnx")
+        shipped_file(DEFAULT_ONNX)  # installed at all (else a WeightsError that says what to pass instead)
+        recorded = entries(FOLDER).get("onnx")
         if recorded is None:
-            raise IntegrityError(f"{path.parent}: the package's manifest records no shipped ONNX model")
+            raise IntegrityError(f"{FOLDER}: the package's manifest records no shipped ONNX model")
         file, expected, manifest = recorded
-        path = path.parent / Path(file).name  # never outside the folder
+        path = shipped_file(file)  # its base name: never outside the folder
         data = read_model_file(path)
         actual = sha256(data).hexdigest()
         if actual != expected.lower():
@@ -204,7 +209,7 @@ class ModelSpec(NamedTuple):
 
     model: Path | None = None
     target: str | None = None
-    artifacts: Path = Path("artifacts")
+    artifacts: str | Path = "artifacts"
     runtime: str | None = None
     delegate: str | None = None
 

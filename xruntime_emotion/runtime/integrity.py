@@ -11,13 +11,15 @@ Two kinds of manifest live beside the files they describe:
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
 from typing import TYPE_CHECKING, Any
 
 from xruntime_emotion.errors import IntegrityError, ModelFileError
 from xruntime_emotion.util import sha256_file
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from xruntime_emotion.model.ir import ModelIR
 
 EXPORT_MANIFEST = "export_manifest.json"
@@ -26,6 +28,8 @@ TRAIN_MANIFEST = "manifest.json"
 
 def verify_sha256(path: str | Path, expected: str, source: str = "its manifest") -> Path:
     """``path`` if its sha256 is ``expected``; otherwise IntegrityError naming both hashes."""
+    from pathlib import Path
+
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file (listed in {source})")
@@ -35,9 +39,10 @@ def verify_sha256(path: str | Path, expected: str, source: str = "its manifest")
     return path
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        with open(path) as f:
+            data = json.loads(f.read())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IntegrityError(f"{path}: not a readable manifest ({exc})") from None
     if not isinstance(data, dict):
@@ -45,12 +50,11 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return data
 
 
-def entries(folder: str | Path) -> dict[str, tuple[str, str, Path]]:
-    """Every file the manifests in ``folder`` record: name -> (file name, sha256, manifest)."""
-    folder = Path(folder)
-    out: dict[str, tuple[str, str, Path]] = {}
-    train = folder / TRAIN_MANIFEST
-    if train.is_file():
+def entries(folder: str | os.PathLike[str]) -> dict[str, tuple[str, str, str]]:
+    """Every file the manifests in ``folder`` record: name -> (file name, sha256, manifest's path)."""
+    out: dict[str, tuple[str, str, str]] = {}
+    train = os.path.join(folder, TRAIN_MANIFEST)
+    if os.path.isfile(train):
         m = read_manifest(train)
         w, shipped = m.get("weights") or {}, m.get("shipped") or {}
         for name, section, file_key, sha_key in (
@@ -60,8 +64,8 @@ def entries(folder: str | Path) -> dict[str, tuple[str, str, Path]]:
         ):
             if isinstance(section, dict) and section.get(file_key) and section.get(sha_key):
                 out[name] = (str(section[file_key]), str(section[sha_key]), train)
-    export = folder / EXPORT_MANIFEST
-    if export.is_file():
+    export = os.path.join(folder, EXPORT_MANIFEST)
+    if os.path.isfile(export):
         artifacts = read_manifest(export).get("artifacts") or {}
         for name, entry in artifacts.items() if isinstance(artifacts, dict) else ():
             if isinstance(entry, dict) and entry.get("file") and entry.get("sha256"):
@@ -71,6 +75,8 @@ def entries(folder: str | Path) -> dict[str, tuple[str, str, Path]]:
 
 def verified_path(folder: str | Path, name: str) -> Path:
     """The file recorded as ``name`` in ``folder``'s manifests, after checking its sha256."""
+    from pathlib import Path
+
     folder = Path(folder)
     found = entries(folder)
     if name not in found:

@@ -23,7 +23,6 @@ import io
 import os
 import warnings
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
@@ -60,6 +59,8 @@ def load_image(source: str | os.PathLike | bytes, *, name: str | None = None) ->
         path: Any = name or "image bytes"
         stream: Any = io.BytesIO(source)
     else:
+        from pathlib import Path
+
         stream = Path(source)
         path = name or stream
         if stream.exists() and not stream.is_file():  # a FIFO or a device would block or never end

@@ -50,12 +50,9 @@ sizes other than 1 and 3, still reaches the host; the fuzzer counts such escapes
 from __future__ import annotations
 
 import _thread
-import atexit
-import json
 import os
 import stat
 import sys
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from xruntime_emotion import errors
@@ -65,6 +62,7 @@ from xruntime_emotion.util import env_number, read_bounded, sha256
 
 if TYPE_CHECKING:
     import subprocess
+    from pathlib import Path
 
 PROBED_BY_DEFAULT: frozenset[str] = frozenset({".tflite", ".onnx"})  # file kinds (see backends.file_kind)
 PROBE_TIMEOUT_S = 10.0  # the default wall-clock bound of one probe; $XEMOTION_PROBE_TIMEOUT overrides
@@ -80,7 +78,7 @@ _passed: set[str] = set()  # names of the verdicts that passed in this process
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])  # the folder holding xruntime_emotion/, resolved when needed
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))  # holds xruntime_emotion/
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     env.setdefault("OPENBLAS_NUM_THREADS", "1")  # a single-threaded server forks safely
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -126,8 +124,14 @@ class _Server:
             env=_env(),
             start_new_session=True,  # Ctrl-C in the terminal is for the host
         )
+        import atexit
+
+        atexit.unregister(shutdown)  # once, however often a server is started
+        atexit.register(shutdown)
 
     def ask(self, request: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        import json
+
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
             self.proc.stdin.write((json.dumps(request) + "\n").encode())
@@ -188,6 +192,7 @@ def _ask_server(request: dict[str, Any]) -> dict[str, Any]:
 
 def _ask_once(request: dict[str, Any]) -> dict[str, Any]:
     """A fresh Python per probe, for platforms without fork."""
+    import json
     import subprocess
 
     cmd = [sys.executable, "-m", "xruntime_emotion.runtime._probe", "--once"]
@@ -206,7 +211,7 @@ def _ask_once(request: dict[str, Any]) -> dict[str, Any]:
     return {"ok": False, "exit": done.returncode, "stderr": stderr}
 
 
-def _refusal(path: Path, runtime: str, answer: dict[str, Any], timeout: float) -> ModelFileError:
+def _refusal(path: str, runtime: str, answer: dict[str, Any], timeout: float) -> ModelFileError:
     import signal
 
     detail = f" ({answer['stderr']})" if answer.get("stderr") else ""
@@ -240,18 +245,18 @@ def max_model_bytes() -> int:
     return int(env_number("XEMOTION_MAX_MODEL_BYTES", MAX_MODEL_BYTES, 0, 2**40))
 
 
-def read_model_file(path: Path) -> bytes:
+def read_model_file(path: str | os.PathLike[str]) -> bytes:
     """The bytes of a model file (``check_model_file``), read through the one door (``util.read_bounded``):
     what is read is the regular file that was checked, even if the name is swapped meanwhile."""
     check_model_file(path)
     return read_bounded(path, max_model_bytes(), error=ModelFileError, what="the model")
 
 
-def check_model_file(path: Path) -> int:
+def check_model_file(path: str | os.PathLike[str]) -> int:
     """The size of ``path`` once it is known to be a regular file of a sane size; nothing is read."""
     limit = max_model_bytes()
     try:
-        st = path.stat()
+        st = os.stat(path)
     except FileNotFoundError:
         raise ModelFileError(f"{path}: no such model file") from None
     except OSError as exc:
@@ -336,34 +341,37 @@ def has_external_data(data: bytes) -> bool:
 
 
 # -- the verdict cache -----------------------------------------------------------------------------------
-def cache_folder() -> Path | None:
+def cache_folder() -> str | None:
     """Where verdicts are kept across processes: ``$XEMOTION_PROBE_CACHE`` (``0`` for nowhere), else
     ``xemotion/probe`` in ``$XDG_CACHE_HOME`` or ``~/.cache``. None where the platform has no user ids."""
     raw = os.environ.get(CACHE_ENV, "").strip()
     if raw.lower() in ("0", "off", "no", "false") or not hasattr(os, "geteuid"):
         return None
     if raw and raw.lower() not in ("1", "on", "yes", "true"):
-        return Path(os.path.abspath(os.path.expanduser(raw)))
+        return os.path.abspath(os.path.expanduser(raw))
     xdg = os.environ.get("XDG_CACHE_HOME", "")
-    try:
-        base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"  # a relative one is ignored (XDG)
-    except RuntimeError:  # no home folder
-        return None
-    return Path(os.path.abspath(base)) / "xemotion" / "probe"
+    if os.path.isabs(xdg):
+        base = xdg
+    else:  # a relative one is ignored (XDG)
+        home = os.path.expanduser("~")
+        if not os.path.isabs(home):  # no home folder
+            return None
+        base = os.path.join(home, ".cache")
+    return os.path.join(os.path.abspath(base), "xemotion", "probe")
 
 
 def _euid() -> int:
     return os.geteuid()
 
 
-def _safe_folder(folder: Path, *, create: bool) -> bool:
+def _safe_folder(folder: str, *, create: bool) -> bool:
     """Whether ``folder`` can hold verdicts: it and every folder above it a real folder (no link), owned by
     root or this user and writable by no one else (sticky folders excepted); ``folder`` itself this user's.
     ``create``: make the missing ones, 0700."""
     me = _euid()
-    parts = folder.parts
+    parts = [os.sep] + [p for p in folder.split(os.sep) if p]  # from the root down; ``folder`` is absolute
     for n in range(1, len(parts) + 1):
-        here = Path(*parts[:n])
+        here = os.path.join(*parts[:n])
         try:
             st = os.lstat(here)
         except FileNotFoundError:
@@ -387,25 +395,34 @@ def _safe_folder(folder: Path, *, create: bool) -> bool:
 
 
 def _key(digest: str, runtime: str, options: dict[str, Any], spec: dict[str, Any], timeout: float) -> str:
-    """The canonical text of everything a verdict depends on."""
+    """The canonical text of everything a verdict depends on: one ``name: value`` line per item, in name order,
+    each value a Python literal (dicts in key order), so that equal keys are equal texts."""
     delegate = options.get("delegate")
-    return json.dumps(
-        {
-            "scheme": PROBE_SCHEME,
-            "sha256": digest,
-            "runtime": runtime,
-            "versions": runtime_versions(spec),
-            "options": options,
-            "delegate": _file_identity(delegate) if isinstance(delegate, str) else None,
-            "spec": spec,
-            "timeout": timeout,
-            "memory": PROBE_MEMORY_BYTES,
-            "platform": [sys.platform, os.uname().machine if hasattr(os, "uname") else "", sys.version],
-            "xemotion": __version__,
-        },
-        sort_keys=True,
-        default=str,
-    )
+    items = {
+        "scheme": PROBE_SCHEME,
+        "sha256": digest,
+        "runtime": runtime,
+        "versions": runtime_versions(spec),
+        "options": options,
+        "delegate": _file_identity(delegate) if isinstance(delegate, str) else None,
+        "spec": spec,
+        "timeout": timeout,
+        "memory": PROBE_MEMORY_BYTES,
+        "platform": [sys.platform, os.uname().machine if hasattr(os, "uname") else "", sys.version],
+        "xemotion": __version__,
+    }
+    return "".join(f"{name}: {_literal(items[name])}\n" for name in sorted(items))
+
+
+def _literal(value: Any) -> str:
+    """``value`` as one line of Python literal: dicts in key order, tuples as lists, other objects as strings."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_literal(str(k))}: {_literal(value[k])}" for k in sorted(value, key=str)) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(map(_literal, value)) + "]"
+    if value is None or isinstance(value, (str, int, float)):  # bools are ints
+        return repr(value)
+    return repr(str(value))
 
 
 def _file_identity(path: str) -> list[Any]:
@@ -436,32 +453,37 @@ def runtime_versions(spec: dict[str, Any]) -> dict[str, list[Any]]:
     return out
 
 
+_VERDICT = "xemotion probe verdict: passed\n"  # an entry is this line, then its key (``_key``)
+_MAX_ENTRY = 1 << 16
+
+
 def _entry_name(key: str) -> str:
     return sha256(key.encode()).hexdigest()
 
 
 def _cached(name: str, key: str) -> bool:
-    """Whether the cache holds a pass for ``key``; anything odd about the cache or the entry is a no."""
+    """Whether the cache holds a pass for ``key``: an entry whose bytes are exactly the verdict line and this
+    key. Anything odd about the cache or the entry is a no."""
     folder = cache_folder()
     if folder is None or not _safe_folder(folder, create=False):
         return False
     try:
-        fd = os.open(folder / name, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        fd = os.open(os.path.join(folder, name), flags)
     except OSError:
         return False
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_uid != _euid() or st.st_mode & 0o022 or st.st_size > 1 << 16:
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != _euid() or st.st_mode & 0o022 or st.st_size > _MAX_ENTRY:
             return False
-        entry = json.loads(os.read(fd, (1 << 16) + 1))
-        if not (isinstance(entry, dict) and entry.get("key") == json.loads(key) and entry.get("passed") is True):
+        if os.read(fd, _MAX_ENTRY + 1) != (_VERDICT + key).encode():
             return False
         try:
             os.utime(fd)  # recently used: kept longest
         except OSError:
             pass
         return True
-    except (OSError, ValueError):  # a malformed entry (JSON's errors are ValueErrors)
+    except OSError:
         return False
     finally:
         os.close(fd)
@@ -478,16 +500,16 @@ def _remember(name: str, key: str) -> None:
     with contextlib.suppress(OSError):
         fd, tmp = tempfile.mkstemp(prefix=".", suffix=".part", dir=folder)  # 0600
         try:
-            with os.fdopen(fd, "w") as f:
-                json.dump({"passed": True, "key": json.loads(key)}, f, indent=1)
-            os.replace(tmp, folder / name)
+            with os.fdopen(fd, "wb") as f:
+                f.write((_VERDICT + key).encode())
+            os.replace(tmp, os.path.join(folder, name))
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         _trim(folder)
 
 
-def _trim(folder: Path) -> None:
+def _trim(folder: str) -> None:
     """Keep the ``CACHE_ENTRIES`` most recently used verdicts, and no temporary file older than an hour."""
     import time
 
@@ -520,7 +542,7 @@ def probe(
     remembered in this process, and with ``spec`` in the probe cache too (module docstring), unless the file is
     an ONNX file with external data (``has_external_data``).
     """
-    path = Path(path)
+    path = os.fspath(path)
     data = read_model_file(path)
     digest = sha256(data).hexdigest()
     options = {k: v for k, v in options.items() if k not in ("threads", "num_threads", "model_content")}
@@ -530,7 +552,7 @@ def probe(
     key = _key(digest, runtime, options, spec or {}, timeout)
     name = _entry_name(key)
     request = {
-        "path": str(path.resolve()),
+        "path": os.path.realpath(path),
         "sha256": digest,
         "runtime": runtime,
         "options": options,
@@ -553,7 +575,6 @@ def probe(
     raise _refusal(path, runtime, answer, timeout)
 
 
-@atexit.register
 def shutdown() -> None:
     """Stop the fork server (it also stops by itself when this process exits)."""
     global _server

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
 from xruntime_emotion.errors import MissingDependencyError, ModelFileError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @runtime_checkable
@@ -38,9 +40,9 @@ class Backend(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class RuntimeSpec:
-    """A runtime of the registry: what it opens, how it is found and installed, and its preference."""
+class RuntimeSpec(NamedTuple):
+    """A runtime of the registry: what it opens, how it is found and installed, and its preference. A named tuple,
+    as the catalog's rows are (``model.catalog.Format``): quick to build at an app's start."""
 
     name: str
     module: str  # "module[:function]" opening a backend (default function: open_backend), imported lazily
@@ -65,7 +67,7 @@ class RuntimeSpec:
             raise MissingDependencyError(f"runtime {self.name} is not installed; install it with: {self.hint()}")
         module, _, function = self.module.partition(":")
         opener: Callable[..., Backend] = getattr(importlib.import_module(module), function or "open_backend")
-        return opener(Path(path), **dict(self.fixed_options), **options)
+        return opener(path, **dict(self.fixed_options), **options)  # each backend makes its own Path, if any
 
 
 def _importable(module: str) -> bool:
@@ -166,14 +168,13 @@ def file_kind(path: str | Path) -> str:
     """'.onnx', '.tflite', '.h5' or '.npz', by the file's bytes (ONNX has no magic: by suffix)."""
     from xruntime_emotion.runtime.safety import check_model_file
 
-    path = Path(path)
     check_model_file(path)  # a regular file of a sane size: a FIFO would block the read below
     with open(path, "rb") as f:
         head = f.read(16)
     for test, kind in _MAGIC:
         if test(head):
             return kind
-    if path.suffix.lower() == ".onnx":
+    if os.path.splitext(path)[1].lower() == ".onnx":
         return ".onnx"
     raise ModelFileError(f"{path}: not a model xemotion knows (ONNX, TFLite, DeepFace .h5, xemotion .npz)")
 
@@ -186,7 +187,7 @@ def pick_runtime(path: str | Path, runtime: str | None = None, *, delegate: bool
         try:
             kind = file_kind(path)
         except ModelFileError:
-            if not Path(path).is_file():
+            if not os.path.isfile(path):
                 raise
             return spec  # content without magic and a name without suffix: the named runtime judges it
         if kind not in spec.suffixes:
@@ -220,7 +221,7 @@ def open_backend(path: str | Path, runtime: str | None = None, *, probe: bool | 
         from xruntime_emotion.runtime.safety import has_external_data
         from xruntime_emotion.runtime.safety import probe as run_probe
 
-        data = run_probe(path, spec.name, spec=asdict(spec), **options)  # the spec: plug-in runtimes too
+        data = run_probe(path, spec.name, spec=spec._asdict(), **options)  # the spec: plug-in runtimes too
         if ".tflite" in spec.suffixes or ".onnx" in spec.suffixes and not has_external_data(data):
             options["model_content"] = data  # load the very bytes that were checked, not the path again
     return spec._load(path, **options)

@@ -89,7 +89,7 @@ def _interpreter_module(interpreter: str | Any, runtime: str) -> Any:
 class LiteRTBackend:
     def __init__(
         self,
-        path: Path,
+        path: str | os.PathLike[str],
         *,
         interpreter: str | Any = "ai_edge_litert.interpreter",
         runtime: str = "litert",
@@ -101,7 +101,7 @@ class LiteRTBackend:
     ) -> None:
         if kernels not in _RESOLVERS:
             raise ModelFileError(f"kernels must be one of {', '.join(_RESOLVERS)}, got {kernels!r}")
-        self.path = path
+        self.path = path = Path(path)
         self.runtime = runtime if kernels == "default" else f"{runtime}-{kernels}"
         self.kernels = kernels
         self._mod = _interpreter_module(interpreter, runtime)
@@ -223,5 +223,5 @@ def _read(path: Path) -> bytes:
         raise ModelFileError(f"{path}: cannot read it ({exc.strerror})") from None
 
 
-def open_backend(path: Path, **options: Any) -> LiteRTBackend:
+def open_backend(path: str | os.PathLike[str], **options: Any) -> LiteRTBackend:
     return LiteRTBackend(path, **options)

@@ -6,13 +6,16 @@ path is not opened again. Without it (or for a file with external data) onnxrunt
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xruntime_emotion.errors import ModelFileError
 from xruntime_emotion.model.labels import INPUT_SHAPE, LABELS
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class OrtBackend:
@@ -20,7 +23,7 @@ class OrtBackend:
 
     def __init__(
         self,
-        path: Path,
+        path: str | os.PathLike[str],
         *,
         threads: int | None = None,
         providers: list[str] | None = None,
@@ -28,7 +31,7 @@ class OrtBackend:
     ) -> None:
         import onnxruntime as ort
 
-        self.path = path
+        self.file = os.fspath(path)  # a string: pathlib stays out of an app's start (``path`` makes the Path)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
@@ -37,19 +40,25 @@ class OrtBackend:
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(
-                str(path) if model_content is None else model_content,
+                self.file if model_content is None else model_content,
                 sess_options=opts,
                 providers=providers or ["CPUExecutionProvider"],
             )
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise ModelFileError(f"{path}: onnxruntime cannot load it ({_first_line(exc)})") from exc
+            raise ModelFileError(f"{self.file}: onnxruntime cannot load it ({_first_line(exc)})") from exc
         try:
-            self._check_contract(path)
+            self._check_contract(self.file)
             self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         except (ValueError, RuntimeError) as exc:  # e.g. names or metadata that are not UTF-8
-            raise ModelFileError(f"{path}: unreadable inputs, outputs or metadata ({_first_line(exc)})") from exc
+            raise ModelFileError(f"{self.file}: unreadable inputs, outputs or metadata ({_first_line(exc)})") from exc
 
-    def _check_contract(self, path: Path) -> None:
+    @property
+    def path(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.file)
+
+    def _check_contract(self, path: str) -> None:
         ins, outs = self.session.get_inputs(), self.session.get_outputs()
         if len(ins) != 1 or len(outs) < 1:
             raise ModelFileError(f"{path}: expected one input and one output, got {len(ins)} and {len(outs)}")
@@ -80,8 +89,8 @@ class OrtBackend:
         try:
             out = self.session.run(self.output_names, {self.input_name: x})[0]
         except Exception as exc:
-            raise ModelFileError(f"{self.path}: inference failed ({_first_line(exc)})") from exc
-        return _check_output(out, len(x), self.path)
+            raise ModelFileError(f"{self.file}: inference failed ({_first_line(exc)})") from exc
+        return _check_output(out, len(x), self.file)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         if self.fixed_batch and len(x) != self.fixed_batch:
@@ -96,12 +105,12 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
-def _check_output(out: Any, n: int, path: Path) -> np.ndarray:
+def _check_output(out: Any, n: int, path: str) -> np.ndarray:
     out = np.asarray(out)
     if out.shape != (n, len(LABELS)):  # [7,N] has the right size and the wrong meaning
         raise ModelFileError(f"{path}: output shape {list(out.shape)} for {n} faces, expected [{n},{len(LABELS)}]")
     return out.astype(np.float32, copy=False)
 
 
-def open_backend(path: Path, **options: Any) -> OrtBackend:
+def open_backend(path: str | os.PathLike[str], **options: Any) -> OrtBackend:
     return OrtBackend(path, **options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,8 @@ class ReferenceBackend:
     runtime = "reference"
     fixed_batch = None
 
-    def __init__(self, path: Path, ir: ModelIR | None = None) -> None:
-        self.path = path
+    def __init__(self, path: str | os.PathLike[str], ir: ModelIR | None = None) -> None:
+        self.path = path = Path(path)
         self.ir = ir or ModelIR.load(path)
 
     def native_input(self, x: np.ndarray) -> np.ndarray:
@@ -28,5 +29,5 @@ class ReferenceBackend:
         return self.ir.forward(x).astype(np.float32)
 
 
-def open_backend(path: Path, **options: Any) -> ReferenceBackend:
+def open_backend(path: str | os.PathLike[str], **options: Any) -> ReferenceBackend:
     return ReferenceBackend(path, **options)
