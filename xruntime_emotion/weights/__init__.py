@@ -31,9 +31,10 @@ _MISSING = {
 def shipped_file(name: str) -> str:
     """The path of a file shipped in this folder (its base name only, so never outside it); ``WeightsError``
     where the weights or the model are not installed."""
-    path = os.path.join(FOLDER, os.path.basename(name))
-    if name in _MISSING and not os.path.isfile(path):
-        raise WeightsError(_MISSING[name])
+    base = os.path.basename(name)
+    path = os.path.join(FOLDER, base)
+    if base in _MISSING and not os.path.isfile(path):
+        raise WeightsError(_MISSING[base])
     return path
 
 
